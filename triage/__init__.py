@@ -1,0 +1,6 @@
+"""Skin-photo triage prototype: educational triage of skin close-ups, never a diagnosis."""
+
+from triage.outcomes import OUTCOMES
+
+__all__ = ["OUTCOMES"]
+__version__ = "0.1.0"

@@ -5,7 +5,11 @@ Each image is reduced to a small, blurred, band-passed grayscale thumbnail
 thumbnail up to one of the eight flips / 90-degree rotations, and small
 rotations, mild re-crops, resizing and JPEG re-encoding barely move it. So
 two images are duplicates when the best of the eight dihedral correlations
-exceeds a threshold. All-pairs correlations are one matrix product per
+exceeds a threshold. Flips, 90-degree rotations, resizing and JPEG
+re-encoding are caught reliably; small rotations (a few degrees) and mild
+re-crops only partly (on real photos, a 3-degree rotation about 7 times in
+100, a 4% re-crop about 13 in 100): looser thresholds chain unrelated
+dermoscopic photos into giant groups. All-pairs correlations are one matrix product per
 dihedral variant, done in blocks: ~20k images take well under a minute on
 2 cores.
 
@@ -53,7 +57,9 @@ def signature(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     w, h = gray.size
     side = min(w, h)
     sq = gray.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
-    sq = sq.resize((64, 64), Image.Resampling.BILINEAR, reducing_gap=2.0).filter(ImageFilter.GaussianBlur(1.0))
+    sq = sq.resize((64, 64), Image.Resampling.BILINEAR, reducing_gap=2.0).filter(
+        ImageFilter.GaussianBlur(1.0)
+    )
     return _normalise(_band_pass(sq, THUMB)), _normalise(_band_pass(sq, FINE))
 
 

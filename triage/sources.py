@@ -106,7 +106,7 @@ def read_manifest(csv_path: str | Path, source_name: str = "manifest") -> list[R
         if missing:
             raise ValueError(f"{csv_path}: manifest lacks column(s) {sorted(missing)}")
         for i, row in enumerate(reader, start=2):
-            label = row["label"].strip()
+            label = (row["label"] or "").strip()  # a short row has None here
             if label not in OUTCOMES:
                 raise ValueError(f"{csv_path}:{i}: label {label!r} is not one of {OUTCOMES}")
             path = Path(row["path"])
@@ -163,40 +163,67 @@ REGISTRY: dict[str, Source] = {
     s.name: s
     for s in [
         Source(
-            "ascid", "clinical", 1926, "no licence stated; web-scraped: " + _RESEARCH,
+            "ascid",
+            "clinical",
+            1926,
+            "no licence stated; web-scraped: " + _RESEARCH,
             "Augmented Skin Conditions Image Dataset (Kaggle), via GitHub bluepeach1121/skin-condition-ML",
-            read_labels_csv, note="itself augmented: flipped/rotated copies inside the folder",
+            read_labels_csv,
+            note="itself augmented: flipped/rotated copies inside the folder",
         ),
         Source(
-            "fitzpatrick17k", "clinical", 3649, "labels CC BY-NC-SA 3.0; images: " + _RESEARCH,
+            "fitzpatrick17k",
+            "clinical",
+            3649,
+            "labels CC BY-NC-SA 3.0; images: " + _RESEARCH,
             "Groh et al., Evaluating deep neural networks trained on clinical images in dermatology "
             "with the Fitzpatrick 17k dataset, CVPR-W 2021",
             read_labels_csv,
         ),
         Source(
-            "ham10000", "dermoscopic", 3377, "CC BY-NC-SA 4.0",
+            "ham10000",
+            "dermoscopic",
+            3377,
+            "CC BY-NC-SA 4.0",
             "Tschandl et al., The HAM10000 dataset, Sci. Data 5, 180161 (2018)",
-            read_labels_csv, note="several photos of one lesion under different ISIC ids",
+            read_labels_csv,
+            note="several photos of one lesion under different ISIC ids",
         ),
         Source(
-            "isic9", "dermoscopic", 1095, "ISIC archive, per-image CC licences",
+            "isic9",
+            "dermoscopic",
+            1095,
+            "ISIC archive, per-image CC licences",
             "Skin cancer ISIC 9-class set (Kaggle), ISIC archive images",
             read_labels_csv,
         ),
         Source(
-            "roboflow_acne", "clinical", 2551, "stated CC BY 4.0, re-uses ACNE04 and DermNet NZ: " + _RESEARCH,
+            "roboflow_acne",
+            "clinical",
+            2551,
+            "stated CC BY 4.0, re-uses ACNE04 and DermNet NZ: " + _RESEARCH,
             "Roboflow Acne Dataset (University of Sri Jayewardenepura)",
-            read_labels_csv, note="many 2x2 mosaics; multi-label; Milium label noisy",
+            read_labels_csv,
+            note="many 2x2 mosaics; multi-label; Milium label noisy",
         ),
         Source(
-            "dermnet_nz", "clinical", 7740, "DermNet NZ: educational / " + _RESEARCH,
+            "dermnet_nz",
+            "clinical",
+            7740,
+            "DermNet NZ: educational / " + _RESEARCH,
             "DermNet NZ atlas (dermnetnz.org), via GitHub MinhKemm/DermNet_Dataset",
-            read_labels_csv, crop_bottom=0.22, note="watermark bottom-left: bottom 22% cropped",
+            read_labels_csv,
+            crop_bottom=0.22,
+            note="watermark bottom-left: bottom 22% cropped",
         ),
         Source(
-            "msld_v2", "clinical", 127, "CC (per original badge): " + _RESEARCH,
+            "msld_v2",
+            "clinical",
+            127,
+            "CC (per original badge): " + _RESEARCH,
             "Mpox Skin Lesion Dataset v2.0 (Ali et al.)",
-            read_labels_csv, note="the only healthy-skin photos",
+            read_labels_csv,
+            note="the only healthy-skin photos",
         ),
     ]
 }

@@ -1,0 +1,91 @@
+"""End-to-end latency on this machine: decode + checks + model + decision, per photo.
+
+Usage:
+    python bench/latency.py [--model models/triage-mnv3s.pt] [--repeats 30] [--out bench/latency.json]
+
+Generates a 4000x3000 and a 1024 px JPEG (textured, skin-toned), runs each
+through ``Triage.predict_bytes`` ``--repeats`` times on 2 threads, and
+reports p50 / p95 in milliseconds plus the model-only forward time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+from triage.engine import DEFAULT_MODEL, Triage
+
+
+def synthetic_photo(width: int, height: int, seed: int = 0) -> bytes:
+    """A skin-toned, textured JPEG of the given size."""
+    rng = np.random.default_rng(seed)
+    small = rng.normal(0, 1, (height // 16 + 1, width // 16 + 1, 3))
+    base = np.array([200, 150, 125], dtype=np.float32)
+    img = Image.fromarray(np.uint8(np.clip(base + small * 12, 0, 255))).resize(
+        (width, height), Image.Resampling.BICUBIC
+    )
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def pct(values: list[float], q: float) -> float:
+    """Percentile in ms, rounded."""
+    return round(float(np.percentile(values, q)), 2)
+
+
+def main() -> None:
+    """Run the benchmark and print / write the JSON."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default=str(DEFAULT_MODEL))
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--out", default="bench/latency.json")
+    args = p.parse_args()
+    triage = Triage.load(args.model, threads=2)
+    out = {
+        "machine": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "model_version": triage.version,
+        "repeats": args.repeats,
+    }
+    for name, (w, h) in {"photo_4000x3000": (4000, 3000), "photo_1024x768": (1024, 768)}.items():
+        data = synthetic_photo(w, h)
+        for _ in range(3):
+            triage.predict_bytes(data)
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            triage.predict_bytes(data)
+            times.append((time.perf_counter() - t0) * 1e3)
+        out[name] = {"p50_ms": pct(times, 50), "p95_ms": pct(times, 95), "bytes": len(data)}
+    x = triage.input_tensor(Image.open(io.BytesIO(synthetic_photo(640, 480))).convert("RGB"))
+    with torch.no_grad():
+        for _ in range(5):
+            triage.model(x)
+        times = []
+        for _ in range(args.repeats * 3):
+            t0 = time.perf_counter()
+            triage.model(x)
+            times.append((time.perf_counter() - t0) * 1e3)
+    out["model_forward"] = {
+        "p50_ms": pct(times, 50),
+        "p95_ms": pct(times, 95),
+        "median_ms": round(statistics.median(times), 2),
+    }
+    text = json.dumps(out, indent=1)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""The Gradio app: a kind answer for clients, a second look for therapists, Learn and About.
+
+Built by :func:`build_app`; nothing is loaded at import. Photos are handled
+in memory; Gradio's own upload cache is cleaned every few minutes
+(``delete_cache``). No flagging, analytics or share links.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from triage.content_loader import LEARN_PAGES, OUTCOME_PAGES, page
+from triage.decode import UploadError, decode_upload
+from triage.engine import Triage, TriageResult
+from triage.outcomes import CANT_ASSESS, OUTCOMES
+
+log = logging.getLogger(__name__)
+
+HEADLINES = {
+    "milia-like": "This photo looks most like milia",
+    "pustule": "This photo looks most like inflamed spots (pustules)",
+    "other": "This photo looks most like something other than milia or pustules",
+    "refer-to-doctor": "Please see a doctor before any facial",
+    CANT_ASSESS: "We couldn't assess this photo",
+}
+NEXT_STEP = {
+    "milia-like": "Next step: book a milia consultation. Please don't squeeze them.",
+    "pustule": "Next step: wait for the inflamed spots to settle before an extraction facial; don't pick them.",
+    "other": "Next step: ask your therapist at a consultation; an extraction facial may not be what this needs.",
+    "refer-to-doctor": "Next step: see your GP or a dermatologist first, then come back to us.",
+    CANT_ASSESS: "Next step: retake the photo (tips below), or see a doctor if you are worried.",
+}
+COLOURS = {
+    "milia-like": "#2f6f4f",
+    "pustule": "#8a5a00",
+    "other": "#3b4f7a",
+    "refer-to-doctor": "#9b1c1c",
+    CANT_ASSESS: "#555555",
+}
+CHECKLIST = [
+    "Inflamed acne in the area right now",
+    "Skin cancer now or in the past, or a spot a doctor is watching",
+    "Dermatitis or eczema in the area",
+    "Open skin, cuts or a rash in the area",
+    "Isotretinoin (Accutane) now or in the past six months",
+    "Prescription retinoid in the past week",
+    "The spot is new, changing, bleeding, itchy or painful",
+]
+UPLOAD_LIMIT = "20MB"
+
+CSS = """
+.outcome-card {border-radius: 12px; padding: 16px; color: #fff; margin-bottom: 8px}
+.outcome-card h2 {margin: 0 0 6px 0; font-size: 1.3rem; color: #fff}
+.outcome-card p {margin: 4px 0; color: #fff}
+.disclaimer {font-size: 0.9rem; background: #f4f1ea; color: #333; border-radius: 8px; padding: 10px}
+@media (max-width: 480px) { .gradio-container {padding: 6px !important} }
+"""
+
+
+def disclaimer_html() -> str:
+    """The disclaimer every result carries."""
+    return f"<div class='disclaimer'>{html.escape(page('disclaimer').replace('#', '').strip())}</div>"
+
+
+def outcome_card(result: TriageResult) -> str:
+    """HTML card: headline, next step, reasons, disclaimer."""
+    o = result.outcome
+    reasons = "".join(f"<p>• {html.escape(r)}</p>" for r in result.reasons)
+    return (
+        f"<div class='outcome-card' style='background:{COLOURS[o]}' data-outcome='{o}'>"
+        f"<h2>{HEADLINES[o]}</h2><p>{NEXT_STEP[o]}</p>{reasons}</div>{disclaimer_html()}"
+    )
+
+
+def education_for(outcome: str) -> str:
+    """Markdown shown under a result."""
+    parts = [page(f"outcome_{outcome}")] + [page(p) for p in OUTCOME_PAGES.get(outcome, [])]
+    return "\n\n---\n\n".join(parts)
+
+
+def _read_upload(path: str | None) -> bytes:
+    if not path:
+        raise UploadError("empty", "Please add a photo first.")
+    return Path(path).read_bytes()
+
+
+def probabilities_label(result: TriageResult) -> dict[str, float]:
+    """Probabilities for gr.Label (empty when the model did not run)."""
+    return dict(result.probabilities or {})
+
+
+def summary_html(result: TriageResult, ticked: list[str], notes: str) -> str:
+    """Printable booking-readiness summary for the client file."""
+    ready = result.outcome == "milia-like" and not ticked
+    if result.outcome in ("refer-to-doctor", CANT_ASSESS) or any(
+        "doctor" in t or "new, changing" in t for t in ticked
+    ):
+        verdict = "Not ready: a doctor's check (or a better photo) comes first."
+    elif ready:
+        verdict = "Ready to book a milia consultation / extraction facial, subject to the in-person check."
+    else:
+        verdict = "Not ready yet: see the ticked items and the outcome above."
+    probs = "".join(f"<tr><td>{o}</td><td>{p:.2f}</td></tr>" for o, p in (result.probabilities or {}).items())
+    ticks = "".join(f"<li>{html.escape(t)}</li>" for t in ticked) or "<li>none ticked</li>"
+    return f"""<!doctype html><html><head><meta charset='utf-8'><title>Consultation summary</title>
+<style>body{{font-family:sans-serif;max-width:720px;margin:24px auto;color:#222}}
+td{{padding:2px 12px}}</style></head><body>
+<h1>Consultation summary</h1><p>Created {time.strftime("%Y-%m-%d %H:%M")}. No photo is included or stored.</p>
+<h2>Triage outcome: {html.escape(result.outcome)}</h2><p>{html.escape(verdict)}</p>
+<h3>How closely the photo resembles each group</h3><table>{probs}</table>
+<h3>Contraindication checklist (ticked)</h3><ul>{ticks}</ul>
+<h3>Notes</h3><p>{html.escape(notes or "")}</p>
+<h3>Before the appointment</h3>{_md_to_html(page("preparing"))}
+<h3>After-care</h3>{_md_to_html(page("aftercare"))}
+<p><em>{html.escape(page("disclaimer").replace("#", "").strip())}</em></p>
+<p>Model version {html.escape(result.model_version)}.</p></body></html>"""
+
+
+def _md_to_html(md: str) -> str:
+    out = []
+    for line in md.splitlines():
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        out.append(
+            f"<li>{html.escape(s[2:])}</li>" if s.startswith(("- ", "* ")) else f"<p>{html.escape(s)}</p>"
+        )
+    return "".join(out)
+
+
+def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> gr.Blocks:
+    """Build the whole app around a loaded model. Nothing is launched here."""
+
+    def run(path: str | None):
+        try:
+            result = triage.predict_bytes(_read_upload(path))
+        except UploadError as err:
+            msg = (
+                "<div class='outcome-card' style='background:#555'><h2>We couldn't open this file</h2>"
+                f"<p>{html.escape(err.user_message)}</p></div>"
+            )
+            return msg + disclaimer_html(), "", None
+        return outcome_card(result), education_for(result.outcome), result
+
+    def client(path):
+        card, edu, _ = run(path)
+        return card, edu
+
+    def therapist(path):
+        card, edu, result = run(path)
+        if result is None:
+            return card, {}, {}, None, None
+        heat = None
+        if result.probabilities is not None:
+            from triage.gradcam import gradcam, overlay
+
+            img = decode_upload(_read_upload(path)).image
+            cls = OUTCOMES.index(result.outcome) if result.outcome in OUTCOMES else 3
+            heat = overlay(img, gradcam(triage.model, triage.input_tensor(img), cls))
+        details = {
+            "quality": result.quality,
+            "ood_score": result.ood_score,
+            "model_version": result.model_version,
+            "reason_codes": result.reason_codes,
+            "timings_ms": result.timings_ms,
+        }
+        return card, probabilities_label(result), details, heat, result.to_dict()
+
+    def make_summary(state, ticked, notes):
+        if not state:
+            return None
+        result = TriageResult(**{k: v for k, v in state.items() if k in TriageResult.__dataclass_fields__})
+        fd, name = tempfile.mkstemp(prefix="summary-", suffix=".html")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(summary_html(result, ticked or [], notes))
+        return name
+
+    def api(file_path: str | None) -> dict:
+        try:
+            return triage.predict_bytes(_read_upload(file_path)).to_dict()
+        except UploadError as err:
+            return {"error": err.user_message}
+
+    with gr.Blocks(
+        title="Skin spot triage (educational)", analytics_enabled=False, delete_cache=(300, 600)
+    ) as app:
+        gr.Markdown(
+            "# Skin spot triage\nAn educational second look before an extraction facial. **Not a medical opinion.**"
+        )
+        with gr.Tab("Check a photo"):
+            photo = gr.Image(
+                type="filepath",
+                sources=["upload", "webcam"],
+                label="Close-up of the spot",
+                webcam_options=gr.WebcamOptions(
+                    mirror=False, constraints={"video": {"facingMode": "environment"}}
+                ),
+                buttons=[],
+            )
+            go = gr.Button("Check my photo", variant="primary")
+            card = gr.HTML()
+            edu = gr.Markdown()
+            go.click(client, photo, [card, edu], api_visibility="private", concurrency_limit=2)
+        with gr.Tab("Therapist"):
+            t_photo = gr.Image(type="filepath", sources=["upload", "webcam"], label="Photo", buttons=[])
+            t_go = gr.Button("Analyse", variant="primary")
+            t_card = gr.HTML()
+            with gr.Row():
+                t_probs = gr.Label(
+                    label="How closely the photo resembles each group (calibrated)", num_top_classes=4
+                )
+                t_heat = gr.Image(label="Where the model looked (Grad-CAM)", interactive=False, buttons=[])
+            t_details = gr.JSON(label="Photo quality, out-of-distribution score, model version")
+            state = gr.State()
+            ticks = gr.CheckboxGroup(CHECKLIST, label="Contraindication checklist (tick what applies)")
+            notes = gr.Textbox(label="Notes for the client file", lines=2)
+            t_sum = gr.Button("Make printable summary")
+            t_file = gr.File(label="Summary (HTML, print to PDF from the browser)")
+            t_go.click(
+                therapist,
+                t_photo,
+                [t_card, t_probs, t_details, t_heat, state],
+                api_visibility="private",
+                concurrency_limit=2,
+            )
+            t_sum.click(make_summary, [state, ticks, notes], t_file, api_visibility="private")
+        with gr.Tab("Learn"):
+            for title, name in LEARN_PAGES:
+                with gr.Accordion(title, open=name == "milia"):
+                    gr.Markdown(page(name))
+        with gr.Tab("About"):
+            gr.Markdown(about_markdown())
+        # The documented API: one file in, the JSON result out.
+        api_in = gr.File(visible=False, type="filepath")
+        api_out = gr.JSON(visible=False)
+        api_btn = gr.Button(visible=False)
+        api_btn.click(api, api_in, api_out, api_name="triage", concurrency_limit=2)
+    return app
+
+
+def about_markdown() -> str:
+    """About: the model card, privacy statement and data sources."""
+    card = Path(__file__).resolve().parent.parent / "models" / "MODEL_CARD.md"
+    body = card.read_text(encoding="utf-8") if card.is_file() else "No model card found."
+    return page("privacy") + "\n\n---\n\n" + body
+
+
+__all__ = ["build_app", "CSS", "UPLOAD_LIMIT", "outcome_card", "summary_html"]

@@ -1,0 +1,262 @@
+"""The inference engine: any photo in, a cautious and explained outcome out.
+
+Serving code: imports no training module. ``Triage.load`` rebuilds the
+network from the checkpoint's own metadata after checking the file's
+sha256; nothing falls back to random weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from triage.decode import UploadError, decode_path, decode_upload
+from triage.models import build_model, classify_features, features
+from triage.ood import ood_scores
+from triage.outcomes import CANT_ASSESS, OUTCOMES, most_cautious
+from triage.policy import Thresholds, decide
+from triage.preprocess import canonical_square, crop_bottom
+from triage.quality import QualityThresholds, assess_quality
+from triage.transforms import eval_batch
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "triage-mnv3s.pt"
+
+OOD_MESSAGE = (
+    "This photo doesn't look like the close-ups of skin we can assess. "
+    "Please take a clear close-up of the spot on your skin, or see a doctor if you are worried."
+)
+UNSURE_MESSAGE = "The photo's features were mixed, so the careful answer is to have a doctor look at it."
+REFER_MESSAGE = "Some features of the photo resemble spots that a doctor should look at before any facial."
+
+
+class ModelLoadError(RuntimeError):
+    """The model file is missing, truncated, tampered with or not a triage checkpoint."""
+
+
+@dataclass
+class TriageResult:
+    """The answer for one photo (JSON-serialisable via :meth:`to_dict`)."""
+
+    outcome: str
+    probabilities: dict[str, float] | None
+    reasons: list[str] = field(default_factory=list)
+    reason_codes: list[str] = field(default_factory=list)
+    quality: dict[str, float] = field(default_factory=dict)
+    ood_score: float | None = None
+    model_version: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    file: str | None = None
+
+    def to_dict(self) -> dict:
+        """Plain-data view for JSON."""
+        d = asdict(self)
+        if d["file"] is None:
+            d.pop("file")
+        return d
+
+
+def decide_outcome(
+    probs: np.ndarray | None,
+    quality_reasons: list[str],
+    ood_score: float | None,
+    thresholds: Thresholds,
+    ood_threshold: float | None,
+) -> tuple[str, list[str]]:
+    """The whole decision for one photo; pure.
+
+    A photo that fails a quality check or looks like no skin the model knows
+    gets ``cant-assess`` (shown as retake / see-a-doctor guidance). Otherwise
+    refer-to-doctor when its calibrated probability passes the refer operating
+    point or the model is unsure; else the most likely outcome.
+
+    Returns:
+        ``(outcome, reason_codes)``.
+    """
+    if quality_reasons:
+        return CANT_ASSESS, list(quality_reasons)
+    if ood_score is not None and ood_threshold is not None and ood_score > ood_threshold:
+        return CANT_ASSESS, ["not_like_skin"]
+    assert probs is not None
+    idx = int(decide(probs[None], thresholds)[0])
+    codes = []
+    if OUTCOMES[idx] == "refer-to-doctor" and probs.argmax() != idx:
+        codes.append("refer_threshold" if probs[idx] >= thresholds.refer else "unsure")
+    elif OUTCOMES[idx] == "refer-to-doctor" and probs.max() < thresholds.abstain:
+        codes.append("unsure")
+    return OUTCOMES[idx], codes
+
+
+def combine_results(results: list[TriageResult]) -> TriageResult:
+    """Several photos of one area: the most cautious outcome wins, and the reasons say which photo drove it."""
+    if not results:
+        raise ValueError("no results to combine")
+    worst = most_cautious([r.outcome for r in results])
+    idx = next(i for i, r in enumerate(results) if r.outcome == worst)
+    driver = results[idx]
+    name = driver.file or f"photo {idx + 1}"
+    return TriageResult(
+        outcome=worst,
+        probabilities=driver.probabilities,
+        reasons=[f"{name} gave the most careful answer ({worst}) of {len(results)} photos."] + driver.reasons,
+        reason_codes=driver.reason_codes,
+        quality=driver.quality,
+        ood_score=driver.ood_score,
+        model_version=driver.model_version,
+        timings_ms={"total": round(sum(r.timings_ms.get("total", 0) for r in results), 2)},
+    )
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Triage:
+    """A loaded model plus its decision policy and safety gate."""
+
+    def __init__(self, model: torch.nn.Module, meta: dict, quality: QualityThresholds | None = None) -> None:
+        self.model = model.eval()
+        self.meta = meta
+        self.thresholds = Thresholds(float(meta["refer_threshold"]), float(meta["abstain_threshold"]))
+        self.temperature = float(meta["temperature"])
+        self.quality_thresholds = quality or QualityThresholds()
+        self.version = str(meta.get("version", "unknown"))
+
+    @classmethod
+    def load(cls, path: str | Path = DEFAULT_MODEL, verify: bool = True, threads: int | None = 2) -> Triage:
+        """Load a checkpoint; refuse anything missing, tampered or not plain weights.
+
+        Args:
+            path: the ``.pt`` file; its sha256 must match ``<path>.sha256``.
+            verify: check the recorded sha256 (disable only for a checkpoint you just made).
+            threads: torch intra-op threads (``None`` leaves torch's default).
+
+        Raises:
+            ModelLoadError: with a sentence saying what is wrong.
+        """
+        path = Path(path)
+        if threads:
+            torch.set_num_threads(threads)
+        if not path.is_file():
+            raise ModelLoadError(f"Model file {path} not found. Train one (see README) or pass --model.")
+        if verify:
+            sha_file = Path(str(path) + ".sha256")
+            if not sha_file.is_file():
+                raise ModelLoadError(
+                    f"No recorded sha256 ({sha_file.name}) next to {path.name}; refusing to load."
+                )
+            expected = sha_file.read_text().split()[0].strip().lower()
+            actual = sha256_file(path)
+            if actual != expected:
+                raise ModelLoadError(
+                    f"{path.name} does not match its recorded sha256: the file is damaged or altered."
+                )
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            meta = ckpt["meta"]
+            if list(meta["classes"]) != list(OUTCOMES):
+                raise ModelLoadError(
+                    f"{path.name} was trained for classes {meta['classes']}, not {list(OUTCOMES)}."
+                )
+            model = build_model(meta["arch"], len(OUTCOMES), None, float(meta.get("dropout", 0.2)))
+            model.load_state_dict(ckpt["state_dict"], strict=True)
+        except ModelLoadError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any failure here means "not a usable checkpoint"
+            log.error("checkpoint %s failed to load: %r", path, err)
+            raise ModelLoadError(
+                f"{path.name} is not a readable triage checkpoint ({type(err).__name__})."
+            ) from err
+        return cls(model.to(memory_format=torch.channels_last), meta)
+
+    # -- model -----------------------------------------------------------------
+    def input_tensor(self, image: Image.Image) -> torch.Tensor:
+        """The exact model input for an RGB image (canonical square, eval transform)."""
+        square = canonical_square(image, int(self.meta["canonical_size"]))
+        return eval_batch([square], int(self.meta["image_size"]), self.meta["mean"], self.meta["std"])
+
+    @torch.no_grad()
+    def model_outputs(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated probabilities and OOD scores for an input batch."""
+        f = features(self.model, x)
+        logits = classify_features(self.model, f).double() / self.temperature
+        probs = torch.softmax(logits, 1).numpy()
+        ood = self.meta.get("ood")
+        scores = ood_scores(f.numpy(), ood) if ood else np.full(len(probs), np.nan)
+        return probs, scores
+
+    # -- full pipeline -------------------------------------------------------------
+    def predict_image(self, image: Image.Image, crop_share: float = 0.0, gate: bool = True) -> TriageResult:
+        """Quality gate, model, OOD gate and decision for a decoded RGB image."""
+        t0 = time.perf_counter()
+        image = crop_bottom(image, crop_share)
+        report = assess_quality(image, self.quality_thresholds)
+        t1 = time.perf_counter()
+        quality_reasons = report.reasons if gate else []
+        probs = score = None
+        if not quality_reasons:
+            p, s = self.model_outputs(self.input_tensor(image))
+            probs, score = p[0], float(s[0])
+        t2 = time.perf_counter()
+        ood_thr = self.meta.get("ood", {}).get("threshold") if gate else None
+        outcome, codes = decide_outcome(probs, quality_reasons, score, self.thresholds, ood_thr)
+        sentences = report.messages() if quality_reasons else []
+        if "not_like_skin" in codes:
+            sentences.append(OOD_MESSAGE)
+        if "unsure" in codes:
+            sentences.append(UNSURE_MESSAGE)
+        if "refer_threshold" in codes:
+            sentences.append(REFER_MESSAGE)
+        return TriageResult(
+            outcome=outcome,
+            probabilities=None
+            if probs is None
+            else {o: round(float(v), 4) for o, v in zip(OUTCOMES, probs, strict=True)},
+            reasons=sentences,
+            reason_codes=codes,
+            quality={k: round(float(v), 3) for k, v in report.measures.items()},
+            ood_score=None if score is None or np.isnan(score) else round(score, 3),
+            model_version=self.version,
+            timings_ms={
+                "checks": round((t1 - t0) * 1e3, 2),
+                "model": round((t2 - t1) * 1e3, 2),
+                "total": round((time.perf_counter() - t0) * 1e3, 2),
+            },
+        )
+
+    def predict_bytes(self, data: bytes, gate: bool = True) -> TriageResult:
+        """Decode an upload and triage it. Raises UploadError for unreadable files."""
+        t0 = time.perf_counter()
+        photo = decode_upload(data)
+        decode_ms = (time.perf_counter() - t0) * 1e3
+        result = self.predict_image(photo.image, gate=gate)
+        result.timings_ms["decode"] = round(decode_ms, 2)
+        result.timings_ms["total"] = round(result.timings_ms["total"] + decode_ms, 2)
+        return result
+
+    def predict_path(self, path: str | Path, crop_share: float = 0.0, gate: bool = True) -> TriageResult:
+        """Triage a file on disk. Raises UploadError for unreadable files."""
+        t0 = time.perf_counter()
+        photo = decode_path(path)
+        decode_ms = (time.perf_counter() - t0) * 1e3
+        result = self.predict_image(photo.image, crop_share, gate)
+        result.timings_ms["decode"] = round(decode_ms, 2)
+        result.timings_ms["total"] = round(result.timings_ms["total"] + decode_ms, 2)
+        result.file = str(path)
+        return result
+
+
+__all__ = ["Triage", "TriageResult", "ModelLoadError", "UploadError", "decide_outcome", "combine_results"]

@@ -1,0 +1,147 @@
+"""Evaluate any checkpoint on any manifest with the full decision (gate included).
+
+``python -m triage evaluate --checkpoint M --manifest CSV --out DIR``
+
+A declined photo (``cant-assess``) counts as refer-to-doctor in the
+four-outcome metrics; the decline rate is reported per source and skin type.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from triage import metrics as M
+from triage.decode import UploadError
+from triage.engine import Triage
+from triage.outcomes import CANT_ASSESS, OUTCOMES, REFER
+from triage.sources import read_manifest
+
+
+def evaluate(
+    triage: Triage, manifest: str | Path, out: str | Path, gate: bool = True, bootstrap: int = 1000
+) -> dict:
+    """Run the engine over a manifest and write metrics.json, report.md and two PNGs.
+
+    Returns:
+        the metrics dict.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = read_manifest(manifest)
+    y, pred, probs, src, fitz, declined, unreadable, groups = [], [], [], [], [], [], 0, []
+    for r in tqdm(records, desc="evaluate", unit="img"):
+        try:
+            res = triage.predict_path(r.path, r.crop_bottom, gate=gate)
+        except UploadError:
+            unreadable += 1
+            continue
+        y.append(OUTCOMES.index(r.outcome))
+        is_declined = res.outcome == CANT_ASSESS
+        declined.append(is_declined)
+        pred.append(OUTCOMES.index(REFER) if is_declined else OUTCOMES.index(res.outcome))
+        p = res.probabilities or dict.fromkeys(OUTCOMES, 0.0) | {REFER: 1.0}
+        probs.append([p[o] for o in OUTCOMES])
+        src.append(r.source)
+        fitz.append(str(r.fitzpatrick))
+        groups.append(r.group or str(r.path))
+    y, pred, probs = np.array(y, dtype=int), np.array(pred, dtype=int), np.array(probs, dtype=float)
+    src, fitz, declined = np.array(src), np.array(fitz), np.array(declined, dtype=bool)
+    result = M.summary(y, pred, probs)
+    result["balanced_accuracy_ci95"] = M.bootstrap_ci(
+        y, pred, M.balanced_accuracy, n=bootstrap, groups=groups
+    )
+    result["refer_sensitivity_ci95"] = M.bootstrap_ci(
+        y, pred, M.refer_sensitivity, n=bootstrap, groups=groups
+    )
+    result["decline_rate"] = round(float(declined.mean()), 4) if len(declined) else float("nan")
+    result["unreadable"] = unreadable
+    for key, values in (("by_source", src), ("by_fitzpatrick", fitz)):
+        result[key] = {}
+        for v in sorted(set(values.tolist())):
+            sel = values == v
+            sub = M.summary(y[sel], pred[sel], probs[sel])
+            sub["decline_rate"] = round(float(declined[sel].mean()), 4)
+            result[key][v] = sub
+    result["model_version"] = triage.version
+    result["gate"] = gate
+    (out / "metrics.json").write_text(json.dumps(result, indent=1))
+    _plots(y, pred, probs, out)
+    (out / "report.md").write_text(render_report(result, str(manifest)))
+    return result
+
+
+def _plots(y, pred, probs, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = M.confusion(y, pred)
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    ax.imshow(cm / np.maximum(cm.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(OUTCOMES)):
+        for j in range(len(OUTCOMES)):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=9)
+    ax.set_xticks(range(4), OUTCOMES, rotation=30, ha="right")
+    ax.set_yticks(range(4), OUTCOMES)
+    ax.set_xlabel("decision")
+    ax.set_ylabel("truth")
+    fig.tight_layout()
+    fig.savefig(out / "confusion.png", dpi=110)
+    plt.close(fig)
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y
+    edges = np.linspace(0, 1, 16)
+    mids, accs = [], []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        sel = (conf > lo) & (conf <= hi)
+        if sel.sum() >= 5:
+            mids.append(conf[sel].mean())
+            accs.append(correct[sel].mean())
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    ax.plot([0, 1], [0, 1], "--", color="grey")
+    ax.plot(mids, accs, "o-")
+    ax.set_xlabel("top probability")
+    ax.set_ylabel("share correct")
+    ax.set_title(f"Reliability (ECE {M.ece(probs, y):.3f})")
+    fig.tight_layout()
+    fig.savefig(out / "reliability.png", dpi=110)
+    plt.close(fig)
+
+
+def render_report(m: dict, manifest: str) -> str:
+    """Markdown summary of a metrics dict."""
+    lines = [
+        f"# Evaluation of {m['model_version']}",
+        "",
+        f"Manifest: `{manifest}`; gate: {m['gate']}",
+        "",
+        f"- n = {m['n']}, balanced accuracy {m['balanced_accuracy']} (95% CI {m['balanced_accuracy_ci95']})",
+        f"- refer-to-doctor sensitivity {m['refer_sensitivity']} (95% CI {m['refer_sensitivity_ci95']}), "
+        f"unsafe-miss rate {m['unsafe_miss_rate']}",
+        f"- accuracy {m['accuracy']}, macro F1 {m['macro_f1']}, ECE {m.get('ece')}, decline rate {m['decline_rate']}",
+        "",
+        "| outcome | recall | precision | support |",
+        "|---|---|---|---|",
+    ]
+    for o, c in m["per_class"].items():
+        lines.append(f"| {o} | {c['recall']} | {c['precision']} | {c['support']} |")
+    for key in ("by_source", "by_fitzpatrick"):
+        lines += [
+            "",
+            f"## {key.replace('_', ' ')}",
+            "",
+            "| group | n | balanced acc. | refer sens. | unsafe miss | decline rate |",
+            "|---|---|---|---|---|---|",
+        ]
+        for g, s in m[key].items():
+            lines.append(
+                f"| {g} | {s['n']} | {s['balanced_accuracy']} | {s['refer_sensitivity']} | "
+                f"{s['unsafe_miss_rate']} | {s['decline_rate']} |"
+            )
+    lines += ["", "![confusion](confusion.png) ![reliability](reliability.png)", ""]
+    return "\n".join(lines)

@@ -1,0 +1,89 @@
+"""Backbone registry: build a classifier by name, with or without initial weights.
+
+Serving rebuilds the network from a checkpoint's metadata alone (no
+pretrained download); training may start from ImageNet weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision import models as tvm
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TF_MEAN = (0.5, 0.5, 0.5)
+TF_STD = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """How to build one architecture and what its initial weights expect."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    default_init: str  # file name under the weights folder, or a torchvision weights enum name
+
+
+BACKBONES: dict[str, Backbone] = {
+    "mobilenet_v3_small": Backbone(
+        "mobilenet_v3_small",
+        tvm.mobilenet_v3_small,
+        TF_MEAN,
+        TF_STD,
+        "mobilenet_v3_small-tflite-imagenet.pth",
+    ),
+    "mobilenet_v2": Backbone("mobilenet_v2", tvm.mobilenet_v2, IMAGENET_MEAN, IMAGENET_STD, "IMAGENET1K_V1"),
+}
+
+
+def _replace_head(model: nn.Module, num_classes: int, dropout: float) -> nn.Module:
+    last = model.classifier[-1]
+    assert isinstance(last, nn.Linear)
+    model.classifier[-1] = nn.Linear(last.in_features, num_classes)
+    for m in model.classifier:
+        if isinstance(m, nn.Dropout):
+            m.p = dropout
+    return model
+
+
+def build_model(
+    arch: str, num_classes: int, init: str | Path | None = None, dropout: float = 0.2
+) -> nn.Module:
+    """Build ``arch`` with a fresh ``num_classes`` head.
+
+    Args:
+        arch: a key of :data:`BACKBONES`.
+        num_classes: outputs of the new head.
+        init: ``None`` for random weights (serving loads a checkpoint after);
+            a path to an ImageNet state dict; or a torchvision weights name such
+            as ``"IMAGENET1K_V1"`` (found offline in ``$TORCH_HOME/hub/checkpoints``).
+        dropout: dropout before the final linear layer.
+    """
+    if arch not in BACKBONES:
+        raise KeyError(f"unknown architecture {arch!r}; choose from {sorted(BACKBONES)}")
+    spec = BACKBONES[arch]
+    if init is not None and not Path(str(init)).suffix:
+        model = spec.builder(weights=str(init))
+    else:
+        model = spec.builder(weights=None)
+        if init is not None:
+            model.load_state_dict(torch.load(init, map_location="cpu", weights_only=True), strict=True)
+    return _replace_head(model, num_classes, dropout)
+
+
+def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Pooled penultimate-stage features (before the classifier MLP) of a torchvision MobileNet."""
+    f = model.features(x)
+    return torch.flatten(nn.functional.adaptive_avg_pool2d(f, 1), 1)
+
+
+def classify_features(model: nn.Module, feats: torch.Tensor) -> torch.Tensor:
+    """Logits from pooled features (the rest of :func:`features`)."""
+    return model.classifier(feats)

@@ -1,0 +1,177 @@
+"""Package a training run as the shipped model: ``python -m triage.ship --run runs/X``.
+
+Copies ``model.pt`` to ``models/<name>.pt`` with its sha256, writes the test
+split as a manifest with paths relative to ``models/`` (so
+``python -m triage evaluate`` can re-score it on any clone with the data
+beside it), and renders ``models/MODEL_CARD.md`` from the run's metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from triage.engine import sha256_file
+from triage.outcomes import OUTCOMES
+
+
+def write_test_manifest(processed: Path, out_csv: Path) -> int:
+    """Write the test split of a build as a manifest with paths relative to ``out_csv``'s folder."""
+    n = 0
+    with open(processed / "manifest.csv", newline="") as fh, open(out_csv, "w", newline="") as oh:
+        w = csv.writer(oh)
+        w.writerow(["path", "label", "source", "group", "fitzpatrick"])
+        for r in csv.DictReader(fh):
+            if r["split"] == "test":
+                rel = os.path.relpath(r["path"], out_csv.parent.resolve())
+                w.writerow([rel, r["label"], r["source"], r["group"], r["fitzpatrick"]])
+                n += 1
+    return n
+
+
+def _row(name: str, m: dict) -> str:
+    pc = m["per_class"]
+    return (
+        f"| {name} | {m['balanced_accuracy']} | {m['refer_sensitivity']} | {m['unsafe_miss_rate']} | "
+        f"{pc['milia-like']['recall']} | {pc['milia-like']['precision']} | {m.get('ece', '-')} | {m['macro_f1']} |"
+    )
+
+
+def render_card(meta: dict, report: dict, size_mb: float, sha: str, command: str) -> str:
+    """The model card, from the checkpoint metadata and the run's metrics.json."""
+    t = report["model"]["test"]
+    lines = [
+        "# Model card: skin-photo triage",
+        "",
+        f"Version `{meta['version']}` · architecture `{meta['arch']}` · input {meta['image_size']} px · "
+        f"{size_mb:.1f} MB · sha256 `{sha}`",
+        "",
+        "## Intended use",
+        "Educational triage of a close-up photo of one skin spot before an extraction facial: "
+        "milia-like / pustule / other / refer-to-doctor, with a 'can't assess' gate for poor or non-skin photos. "
+        "It gives a next step (book, wait, see a doctor, retake), never a medical opinion.",
+        "",
+        "## Out of scope",
+        "Any medical decision; screening for skin cancer; photos that are not close-ups of skin; use without "
+        "an in-person check by a therapist or doctor; children's skin; people the data does not represent well "
+        "(see per-skin-type numbers below).",
+        "",
+        "## Data",
+        f"Seven public sources (see `data/README` in the bundle and `triage/sources.py` for licences: research / "
+        f"non-commercial). Group-aware split, fingerprint `{meta['data_fingerprint']}`. "
+        "Training uses the train split, model selection and all thresholds the validation split only.",
+        "",
+        "## Test-split results (after the decision policy, model + policy only)",
+        "",
+        "| model | balanced acc. | refer sens. | unsafe miss | milia recall | milia precision | ECE | macro F1 |",
+        "|---|---|---|---|---|---|---|---|",
+        _row("shipped (balanced sampling, phone augmentation, calibrated, refer operating point)", t),
+    ]
+    if "standard_recipe" in report:
+        lines.append(_row("standard recipe (plain CE, no balancing, argmax)", report["standard_recipe"]["test"]))
+    if "linear_probe" in report:
+        lines.append(_row("frozen ImageNet features + logistic regression", report["linear_probe"]["test"]))
+    lines += [
+        "",
+        f"Balanced accuracy 95% CI (group bootstrap): {t['balanced_accuracy_ci95']}; "
+        f"refer sensitivity 95% CI: {t['refer_sensitivity_ci95']}.",
+        "",
+        "### Per outcome",
+        "",
+        "| outcome | recall | precision | support |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {o} | {c['recall']} | {c['precision']} | {c['support']} |" for o, c in t["per_class"].items()]
+    for key, title in (("by_source", "Per source"), ("by_fitzpatrick", "Per Fitzpatrick skin type (-1 = unknown)")):
+        lines += [
+            "",
+            f"### {title}",
+            "",
+            "| group | n | balanced acc. | refer sens. | unsafe miss | accuracy |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {g} | {s['n']} | {s['balanced_accuracy']} | {s['refer_sensitivity']} | {s['unsafe_miss_rate']} | "
+            f"{s['accuracy']} |"
+            for g, s in t[key].items()
+        ]
+    loso = report.get("linear_probe_leave_one_source_out") or {}
+    if loso:
+        lines += [
+            "",
+            "### Leave one source out",
+            "",
+            "Linear probe on frozen ImageNet features, trained without the source and tested on all of it.",
+            "",
+            "| held-out source | n | balanced acc. | accuracy | refer sens. |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {s} | {m['n']} | {m['balanced_accuracy']} | {m['accuracy']} | {m['refer_sensitivity']} |"
+            for s, m in loso.items()
+        ]
+    m = report["model"]
+    lines += [
+        "",
+        "## Calibration and operating point",
+        f"- Temperature {m['temperature']:.3f} (validation NLL {m['val_nll_before']:.3f} → {m['val_nll_after']:.3f}); "
+        f"test ECE {m['test_ece_uncalibrated']:.3f} before, {t.get('ece')} after.",
+        f"- refer-to-doctor whenever its probability ≥ {meta['refer_threshold']}, or the top probability < "
+        f"{meta['abstain_threshold']}; chosen on validation for refer sensitivity ≥ 0.95 and unsafe-miss ≤ 0.02 "
+        f"(validation: {json.dumps({k: round(v, 4) for k, v in m['val_operating_point'].items()})}).",
+        f"- Out-of-distribution gate: Mahalanobis distance on pooled features, threshold = the "
+        f"{meta['ood']['quantile']:.0%} quantile of validation scores ({meta['ood']['threshold']:.2f}).",
+        "",
+        "## Known failure modes",
+        "- Source shortcut: most 'other' examples are dermoscopic (HAM10000, ISIC) while milia and pustules are "
+        "clinical web photos; clinical 'other' photos (atlas moles, keloids) are the weakest group.",
+        "- Milia examples are few (443 images, mostly one web-scraped source); the roboflow 'Milium' label is noisy.",
+        "- Dark skin types (V-VI) are under-represented; check the per-type table before relying on it.",
+        "- Healthy skin is nearly absent from training (33 photos).",
+        "",
+        "## How to retrain",
+        f"`{command}` (then `python -m triage.ship --run runs/<folder>`). "
+        f"Training wall time of this run: {report.get('wall_seconds', '?')} s on a 2-core CPU "
+        f"(model {m['train_seconds']} s; the rest is the baselines, calibration and OOD fitting).",
+        "",
+        "Re-score the shipped model: `python -m triage evaluate --checkpoint models/triage-mnv3s.pt "
+        "--manifest models/test_manifest.csv --out artifacts/eval --no-gate` reproduces the table above; "
+        "without `--no-gate` the quality and OOD gate also run (declined photos count as refer-to-doctor).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--run", required=True)
+    p.add_argument("--name", default="triage-mnv3s")
+    p.add_argument("--models", default="models")
+    p.add_argument("--command", default="python train.py -c configs/mobilenet_v3_small.yaml")
+    args = p.parse_args(argv)
+    run, models = Path(args.run), Path(args.models)
+    models.mkdir(exist_ok=True)
+    dest = models / f"{args.name}.pt"
+    shutil.copyfile(run / "model.pt", dest)
+    sha = sha256_file(dest)
+    Path(str(dest) + ".sha256").write_text(f"{sha}  {dest.name}\n")
+    meta = torch.load(dest, map_location="cpu", weights_only=True)["meta"]
+    report = json.loads((run / "metrics.json").read_text())
+    cfg = json.loads(json.dumps(meta["train_config"]))
+    n = write_test_manifest(Path(cfg["data"]), models / "test_manifest.csv")
+    card = render_card(meta, report, dest.stat().st_size / 1e6, sha, args.command)
+    (models / "MODEL_CARD.md").write_text(card)
+    print(f"shipped {dest} ({sha[:12]}), test manifest {n} rows, classes {list(OUTCOMES)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

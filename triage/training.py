@@ -1,0 +1,506 @@
+"""Training: fine-tune a backbone, select on validation, calibrate, set the operating point, ship.
+
+``train.py`` is a thin command line over :func:`run`.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from tqdm import tqdm
+
+from triage import metrics as M
+from triage.augment import train_transform
+from triage.calibration import fit_temperature, nll
+from triage.models import BACKBONES, build_model, classify_features, features
+from triage.ood import fit_ood
+from triage.outcomes import OUTCOMES
+from triage.policy import Thresholds, choose_thresholds, decide, softmax
+from triage.preprocess import CANONICAL_SIZE
+from triage.transforms import eval_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; written to ``config.yaml`` in the run folder."""
+
+    data: str = "data/processed"
+    out: str = "runs"
+    name: str = ""
+    arch: str = "mobilenet_v3_small"
+    init_weights: str | None = None  # None: the backbone's default ImageNet file/enum
+    weights_dir: str = "../shared/weights"
+    image_size: int = 160
+    epochs: int = 8
+    batch_size: int = 48
+    lr: float = 1.5e-3
+    weight_decay: float = 0.02
+    label_smoothing: float = 0.05
+    dropout: float = 0.2
+    balance: str = "class_source"  # "class_source" | "class" | "none"
+    tight_crop_p: float = 0.35
+    augment: str = "phone"  # "phone" | "standard"
+    calibrate: bool = True
+    min_refer_sensitivity: float = 0.95
+    seed: int = 0
+    threads: int = 2
+    workers: int = 1
+    max_batches: int = 0  # >0: stop each epoch early (tests, smoke runs)
+    baseline: bool = False  # also train and report the standard recipe and a linear probe
+    ood_quantile: float = 0.95
+    extra: dict = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (albumentations and workers are seeded where built)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Split:
+    """One split's rows, as arrays."""
+
+    rows: np.ndarray  # cache rows
+    y: np.ndarray
+    source: np.ndarray
+    fitz: np.ndarray
+    group: np.ndarray
+
+
+def load_splits(data_dir: Path) -> tuple[np.ndarray, dict[str, Split], str]:
+    """Load the image cache (memory-mapped), the splits and the data fingerprint."""
+    cache = np.load(data_dir / f"cache_{CANONICAL_SIZE}.npy", mmap_mode="r")
+    by = {s: {"rows": [], "y": [], "source": [], "fitz": [], "group": []} for s in ("train", "val", "test")}
+    with open(data_dir / "manifest.csv", newline="") as fh:
+        for r in csv.DictReader(fh):
+            d = by[r["split"]]
+            d["rows"].append(int(r["cache_row"]))
+            d["y"].append(OUTCOMES.index(r["label"]))
+            d["source"].append(r["source"])
+            d["fitz"].append(int(r["fitzpatrick"]))
+            d["group"].append(r["group"])
+    splits = {k: Split(*(np.asarray(v[f]) for f in ("rows", "y", "source", "fitz", "group"))) for k, v in by.items()}
+    fp = (data_dir / "fingerprint.txt").read_text().strip()
+    return cache, splits, fp
+
+
+class CachedImages(Dataset):
+    """Canonical squares from the cache, augmented for training."""
+
+    def __init__(self, cache: np.ndarray, split: Split, transform, mean, std) -> None:
+        self.cache, self.split, self.transform = cache, split, transform
+        self.mean = torch.tensor(mean).view(3, 1, 1)
+        self.std = torch.tensor(std).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.split.rows)
+
+    def __getitem__(self, i: int):
+        img = self.transform(image=np.asarray(self.cache[self.split.rows[i]]))["image"]
+        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
+        return (x - self.mean) / self.std, int(self.split.y[i])
+
+
+def sample_weights(y: np.ndarray, source: np.ndarray, mode: str) -> np.ndarray:
+    """Per-image sampling weights.
+
+    ``class``: every outcome equally likely. ``class_source``: the same, and
+    within an outcome each source gets weight proportional to the square root
+    of its size, so small clinical sources of an outcome are not drowned by
+    one large (e.g. dermoscopic) source - the shortcut we most fear.
+    """
+    w = np.zeros(len(y), dtype=np.float64)
+    for c in np.unique(y):
+        in_c = y == c
+        if mode == "class_source":
+            srcs, counts = np.unique(source[in_c], return_counts=True)
+            share = np.sqrt(counts) / np.sqrt(counts).sum()
+            for s, n, sh in zip(srcs, counts, share, strict=True):
+                w[in_c & (source == s)] = sh / n
+        else:
+            w[in_c] = 1.0 / in_c.sum()
+    return w / w.sum()
+
+
+def _init_path(cfg: TrainConfig) -> str | None:
+    if cfg.init_weights == "none":
+        return None
+    if cfg.init_weights:
+        return cfg.init_weights
+    default = BACKBONES[cfg.arch].default_init
+    p = Path(cfg.weights_dir) / default
+    if p.suffix and p.exists():
+        return str(p)
+    return default if not Path(default).suffix else None
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, cache, rows, size, mean, std, batch: int = 128, want_features=False):
+    """Eval-transform logits (and pooled features) for cache rows."""
+    model.eval()
+    outs, feats = [], []
+    for i in range(0, len(rows), batch):
+        x = eval_batch([np.asarray(cache[r]) for r in rows[i : i + batch]], size, mean, std)
+        f = features(model, x)
+        outs.append(classify_features(model, f))
+        if want_features:
+            feats.append(f)
+    logits = torch.cat(outs).numpy() if outs else np.zeros((0, len(OUTCOMES)))
+    if want_features:
+        return logits, (torch.cat(feats).numpy() if feats else np.zeros((0, 1)))
+    return logits
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: nn.Module, cache, rows: np.ndarray, size: int, mean, std, n: int = 1200, batch: int = 48, seed: int = 0
+) -> nn.Module:
+    """Re-estimate batch-norm statistics on evaluation-transformed training photos ("precise BN").
+
+    Training batches are heavily augmented (tight zooms, blur, downscaling), so
+    the running statistics gathered during training describe smoother images
+    than the ones served, and evaluation-mode outputs collapse onto one class.
+    Averaging the statistics over plain, eval-transformed training photos makes
+    evaluation and serving see the statistics of what they are given. Uses
+    training data only; restores each layer's momentum afterwards.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the passes below
+    was_training = model.training
+    model.train()
+    pick = np.random.default_rng(seed).choice(len(rows), min(n, len(rows)), replace=False)
+    for i in range(0, len(pick), batch):
+        model(eval_batch([np.asarray(cache[r]) for r in rows[pick[i : i + batch]]], size, mean, std))
+    for m, mom in zip(bns, momenta, strict=True):
+        m.momentum = mom
+    model.train(was_training)
+    return model
+
+
+def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def train_model(cfg: TrainConfig, cache, splits, run_dir: Path, resume: bool = False, tag: str = "model"):
+    """Fine-tune one model; return the best-on-validation copy and the epoch summary."""
+    spec = BACKBONES[cfg.arch]
+    model = build_model(cfg.arch, len(OUTCOMES), _init_path(cfg), cfg.dropout).to(memory_format=torch.channels_last)
+    if cfg.augment == "standard":
+        import albumentations as A
+
+        tf = A.Compose([A.RandomResizedCrop(size=(cfg.image_size,) * 2), A.HorizontalFlip()], seed=cfg.seed)
+    else:
+        tf = train_transform(cfg.image_size, cfg.seed, cfg.tight_crop_p)
+    tr = splits["train"]
+    ds = CachedImages(cache, tr, tf, spec.mean, spec.std)
+    g = torch.Generator().manual_seed(cfg.seed)
+    if cfg.balance == "none":
+        loader_kw = {"shuffle": True}
+    else:
+        w = sample_weights(tr.y, tr.source, cfg.balance)
+        loader_kw = {"sampler": WeightedRandomSampler(torch.as_tensor(w), len(tr.y), replacement=True, generator=g)}
+    loader = DataLoader(
+        ds,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.workers,
+        drop_last=True,
+        generator=g,
+        worker_init_fn=lambda wid: np.random.seed(cfg.seed * 1000 + wid),
+        persistent_workers=cfg.workers > 0,
+        **loader_kw,
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    steps_per_epoch = min(len(loader), cfg.max_batches) if cfg.max_batches else len(loader)
+    total = steps_per_epoch * cfg.epochs
+    state_path = run_dir / f"{tag}_last.pt"
+    start_epoch, best_bacc, best_state, history = 0, -1.0, None, []
+    if resume and state_path.exists():
+        st = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        start_epoch, best_bacc, best_state = st["epoch"] + 1, st["best_bacc"], st["best_model"]
+        history = st["history"]
+        log.info("resumed %s at epoch %d", tag, start_epoch)
+    val = splits["val"]
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        t0 = time.time()
+        run_loss, seen = 0.0, 0
+        bar = tqdm(loader, total=steps_per_epoch, desc=f"{tag} epoch {epoch + 1}/{cfg.epochs}", unit="batch")
+        for step, (x, y) in enumerate(bar):
+            if step >= steps_per_epoch:
+                break
+            for grp in opt.param_groups:
+                grp["lr"] = _lr_at(epoch * steps_per_epoch + step, total, max(1, total // 20), cfg.lr)
+            x = x.contiguous(memory_format=torch.channels_last)
+            loss = loss_fn(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            run_loss += loss.item() * len(y)
+            seen += len(y)
+            bar.set_postfix(loss=f"{run_loss / seen:.3f}")
+        train_time = time.time() - t0
+        recalibrate_batchnorm(model, cache, tr.rows, cfg.image_size, spec.mean, spec.std, seed=cfg.seed + epoch)
+        logits = predict_logits(model, cache, val.rows, cfg.image_size, spec.mean, spec.std)
+        pred = logits.argmax(1)
+        bacc = M.balanced_accuracy(val.y, pred) if len(val.y) else 0.0
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": round(run_loss / max(seen, 1), 4),
+            "val_balanced_accuracy": round(bacc, 4),
+            "val_nll": round(nll(logits, val.y), 4) if len(val.y) else float("nan"),
+            "images_per_s": round(seen / train_time, 1),
+            "epoch_seconds": round(time.time() - t0, 1),
+        }
+        history.append(row)
+        if bacc > best_bacc:
+            # A real copy: keeping a reference would silently ship the last epoch instead.
+            best_bacc, best_state = bacc, copy.deepcopy(model.state_dict())
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "epoch": epoch,
+                "best_bacc": best_bacc,
+                "best_model": best_state,
+                "history": history,
+            },
+            state_path,
+        )
+        _write_summary(run_dir / f"{tag}_summary.csv", history)
+        log.info("%s epoch %d: %s", tag, epoch + 1, row)
+    model.load_state_dict(best_state)
+    return model, history
+
+
+def _write_summary(path: Path, history: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(history[0]))
+        w.writeheader()
+        w.writerows(history)
+
+
+def evaluate_arrays(logits, split: Split, temperature: float, t: Thresholds) -> dict:
+    """Metrics of the full decision policy on cached logits, overall and per subgroup."""
+    probs = softmax(logits, temperature)
+    pred = decide(probs, t)
+    out = M.summary(split.y, pred, probs)
+    out["balanced_accuracy_ci95"] = M.bootstrap_ci(split.y, pred, M.balanced_accuracy, n=300, groups=split.group)
+    out["refer_sensitivity_ci95"] = M.bootstrap_ci(split.y, pred, M.refer_sensitivity, n=300, groups=split.group)
+    out["by_source"] = {
+        s: M.summary(split.y[split.source == s], pred[split.source == s], probs[split.source == s])
+        for s in sorted(set(split.source))
+    }
+    out["by_fitzpatrick"] = {
+        str(f): M.summary(split.y[split.fitz == f], pred[split.fitz == f], probs[split.fitz == f])
+        for f in sorted(set(split.fitz.tolist()))
+    }
+    return out
+
+
+def fit_probe(train_f, train_y, val_f, val_y, seed: int = 0) -> nn.Linear:
+    """Multinomial logistic regression on frozen features (L2 chosen on validation)."""
+    mu, sd = train_f.mean(0), train_f.std(0) + 1e-6
+    X = torch.as_tensor((train_f - mu) / sd, dtype=torch.float32)
+    V = torch.as_tensor((val_f - mu) / sd, dtype=torch.float32)
+    y = torch.as_tensor(train_y)
+    best = None
+    for l2 in (1e-4, 1e-3, 1e-2):
+        torch.manual_seed(seed)
+        lin = nn.Linear(X.shape[1], len(OUTCOMES))
+        opt = torch.optim.LBFGS(lin.parameters(), max_iter=300, line_search_fn="strong_wolfe")
+
+        def closure(lin=lin, opt=opt, l2=l2):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(lin(X), y) + l2 * lin.weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        with torch.no_grad():
+            b = M.balanced_accuracy(val_y, lin(V).argmax(1).numpy())
+        if best is None or b > best[0]:
+            best = (b, lin)
+    lin = best[1]
+    # Fold the standardisation into the layer so it takes raw features.
+    with torch.no_grad():
+        w = lin.weight / torch.as_tensor(sd, dtype=torch.float32)
+        lin.bias -= (w * torch.as_tensor(mu, dtype=torch.float32)).sum(1)
+        lin.weight.copy_(w)
+    return lin
+
+
+def run(cfg: TrainConfig, resume_dir: str | None = None) -> Path:
+    """Train, calibrate, evaluate and write a self-describing run folder.
+
+    Returns:
+        the run folder, holding ``config.yaml``, ``*_summary.csv``, ``model.pt``,
+        ``metrics.json`` and ``train.log``.
+    """
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    run_dir = Path(resume_dir) if resume_dir else Path(cfg.out) / (cfg.name or time.strftime("%Y%m%d-%H%M%S"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fh = logging.FileHandler(run_dir / "train.log")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("triage").addHandler(fh)
+    logging.getLogger("triage").setLevel(logging.INFO)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+    t_start = time.time()
+    cache, splits, fp = load_splits(Path(cfg.data))
+    spec = BACKBONES[cfg.arch]
+    val, test = splits["val"], splits["test"]
+    report: dict = {"data_fingerprint": fp}
+
+    model, history = train_model(cfg, cache, splits, run_dir, resume=resume_dir is not None)
+    train_seconds = time.time() - t_start
+    val_logits, val_f = predict_logits(model, cache, val.rows, cfg.image_size, spec.mean, spec.std, want_features=True)
+    temperature = fit_temperature(val_logits, val.y) if cfg.calibrate else 1.0
+    val_probs = softmax(val_logits, temperature)
+    thresholds, val_point = choose_thresholds(val_probs, val.y, cfg.min_refer_sensitivity)
+    tr_logits, tr_f = predict_logits(
+        model, cache, splits["train"].rows, cfg.image_size, spec.mean, spec.std, want_features=True
+    )
+    ood = fit_ood(tr_f, splits["train"].y, val_f, cfg.ood_quantile)
+    test_logits = predict_logits(model, cache, test.rows, cfg.image_size, spec.mean, spec.std)
+    report["model"] = {
+        "val": evaluate_arrays(val_logits, val, temperature, thresholds),
+        "test": evaluate_arrays(test_logits, test, temperature, thresholds),
+        "temperature": temperature,
+        "thresholds": asdict(thresholds),
+        "val_operating_point": val_point,
+        "val_nll_before": nll(val_logits, val.y),
+        "val_nll_after": nll(val_logits, val.y, temperature),
+        "test_ece_uncalibrated": M.ece(softmax(test_logits), test.y),
+        "train_seconds": round(train_seconds, 1),
+        "history": history,
+    }
+    meta = {
+        "format": 1,
+        "version": f"{cfg.arch}-{time.strftime('%Y%m%d')}-{fp[:8]}",
+        "arch": cfg.arch,
+        "classes": list(OUTCOMES),
+        "image_size": cfg.image_size,
+        "canonical_size": CANONICAL_SIZE,
+        "mean": list(spec.mean),
+        "std": list(spec.std),
+        "temperature": temperature,
+        "refer_threshold": thresholds.refer,
+        "abstain_threshold": thresholds.abstain,
+        "data_fingerprint": fp,
+        "ood": ood,
+        "dropout": cfg.dropout,
+        "metrics": {"test": _headline(report["model"]["test"]), "val": _headline(report["model"]["val"])},
+        "train_config": {k: v for k, v in asdict(cfg).items() if isinstance(v, int | float | str | bool)},
+    }
+    save_checkpoint(model, meta, run_dir / "model.pt")
+
+    if cfg.baseline:
+        report.update(run_baselines(cfg, cache, splits, run_dir))
+    report["wall_seconds"] = round(time.time() - t_start, 1)
+    (run_dir / "metrics.json").write_text(json.dumps(report, indent=1, default=float))
+    log.info("run finished in %.0f s: %s", report["wall_seconds"], run_dir)
+    logging.getLogger("triage").removeHandler(fh)
+    return run_dir
+
+
+def run_baselines(cfg: TrainConfig, cache, splits, run_dir: Path) -> dict:
+    """The standard recipe (plain CE, shuffle, argmax) and a frozen-feature linear probe, same split."""
+    out = {}
+    spec = BACKBONES[cfg.arch]
+    val, test = splits["val"], splits["test"]
+    argmax = Thresholds(refer=1.01, abstain=0.0)
+    base_cfg = TrainConfig(
+        **{
+            **asdict(cfg),
+            "balance": "none",
+            "label_smoothing": 0.0,
+            "augment": "standard",
+            "calibrate": False,
+        }
+    )
+    t0 = time.time()
+    base, hist = train_model(base_cfg, cache, splits, run_dir, tag="baseline")
+    out["standard_recipe"] = {
+        "test": evaluate_arrays(
+            predict_logits(base, cache, test.rows, cfg.image_size, spec.mean, spec.std), test, 1.0, argmax
+        ),
+        "train_seconds": round(time.time() - t0, 1),
+        "history": hist,
+    }
+    t0 = time.time()
+    frozen = build_model(cfg.arch, len(OUTCOMES), _init_path(cfg)).to(memory_format=torch.channels_last)
+    feats = {}
+    for k in ("train", "val", "test"):
+        _, feats[k] = predict_logits(
+            frozen, cache, splits[k].rows, cfg.image_size, spec.mean, spec.std, want_features=True
+        )
+    probe = fit_probe(feats["train"], splits["train"].y, feats["val"], val.y, cfg.seed)
+    with torch.no_grad():
+        tl = probe(torch.as_tensor(feats["test"])).numpy()
+    out["linear_probe"] = {
+        "test": evaluate_arrays(tl, test, 1.0, argmax),
+        "train_seconds": round(time.time() - t0, 1),
+    }
+    # Leave-one-source-out with the probe: cheap enough to run for every clinical source.
+    loso = {}
+    tr = splits["train"]
+    for s in ("ascid", "dermnet_nz", "fitzpatrick17k", "roboflow_acne"):
+        keep = tr.source != s
+        held = np.concatenate([splits[k].source == s for k in ("train", "val", "test")])
+        if not keep.any() or not held.any():
+            continue
+        vkeep = val.source != s
+        p = fit_probe(feats["train"][keep], tr.y[keep], feats["val"][vkeep], val.y[vkeep], cfg.seed)
+        allf = np.concatenate([feats[k] for k in ("train", "val", "test")])[held]
+        ally = np.concatenate([splits[k].y for k in ("train", "val", "test")])[held]
+        with torch.no_grad():
+            pred = p(torch.as_tensor(allf)).argmax(1).numpy()
+        loso[s] = M.summary(ally, pred)
+    out["linear_probe_leave_one_source_out"] = loso
+    return out
+
+
+def _headline(m: dict) -> dict:
+    keys = ("n", "balanced_accuracy", "accuracy", "macro_f1", "refer_sensitivity", "unsafe_miss_rate", "ece")
+    return {k: m[k] for k in keys if k in m}
+
+
+def save_checkpoint(model: nn.Module, meta: dict, path: Path) -> str:
+    """Save weights + metadata (plain types only, loadable with weights_only=True) and a .sha256 file."""
+    import hashlib
+
+    torch.save({"state_dict": model.state_dict(), "meta": meta}, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    Path(str(path) + ".sha256").write_text(f"{digest}  {path.name}\n")
+    return digest
+
+
+if os.environ.get("TRIAGE_DEBUG"):
+    logging.basicConfig(level=logging.DEBUG)

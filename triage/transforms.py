@@ -1,0 +1,27 @@
+"""The deterministic evaluation transform, shared by evaluation and serving.
+
+Input is a canonical square (see :mod:`triage.preprocess`); output is the
+model's input tensor. Training augmentation lives apart in
+:mod:`triage.augment` and is never imported by serving.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from triage.preprocess import to_tensor_batch
+
+
+def resize_square(square: np.ndarray, size: int) -> np.ndarray:
+    """Resize a canonical square (H, W, 3 uint8) to the model's input size."""
+    if square.shape[0] == size and square.shape[1] == size:
+        return square
+    return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def eval_batch(squares: np.ndarray | list[np.ndarray], size: int, mean, std) -> torch.Tensor:
+    """Turn canonical squares into a normalised, channels-last input batch."""
+    resized = np.stack([resize_square(s, size) for s in squares])
+    return to_tensor_batch(resized, mean, std)

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, load the model, launch the app."""
     from triage.engine import DEFAULT_MODEL, ModelLoadError, Triage
 
-    p = argparse.ArgumentParser(description="Skin-photo triage app (educational, never a diagnosis).")
+    p = argparse.ArgumentParser(description="Skin-photo triage app (educational only, not a medical opinion).")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     p.add_argument("--model", default=str(DEFAULT_MODEL))
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadError as err:
         print(f"Cannot start: {err}", file=sys.stderr)
         return 2
-    from triage.app import CSS, UPLOAD_LIMIT, build_app
+    from triage.app import CSS, UPLOAD_LIMIT, build_app, theme
 
     user, password = os.environ.get("TRIAGE_USER"), os.environ.get("TRIAGE_PASSWORD")
     app = build_app(triage)
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         server_name=args.host,
         server_port=args.port,
         share=False,
+        theme=theme(),
         css=CSS,
         show_error=False,
         max_file_size=UPLOAD_LIMIT,

@@ -1,4 +1,4 @@
-"""Skin-photo triage prototype: educational triage of skin close-ups, never a diagnosis."""
+"""Skin-photo triage prototype: educational triage of skin close-ups, educational only."""
 
 from triage.outcomes import OUTCOMES
 

@@ -14,7 +14,7 @@ from triage.engine import DEFAULT_MODEL, ModelLoadError, Triage, combine_results
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run a sub-command."""
     p = argparse.ArgumentParser(
-        prog="python -m triage", description="Skin-photo triage (educational, never a diagnosis)."
+        prog="python -m triage", description="Skin-photo triage (educational only, not a medical opinion)."
     )
     sub = p.add_subparsers(dest="cmd", required=True)
     pr = sub.add_parser("predict", help="triage one or more photos")

@@ -64,6 +64,11 @@ CSS = """
 """
 
 
+def theme() -> gr.themes.Base:
+    """A theme with system fonts only: the default one fetches Google Fonts, and the page must work offline."""
+    return gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
+
 def disclaimer_html() -> str:
     """The disclaimer every result carries."""
     return f"<div class='disclaimer'>{html.escape(page('disclaimer').replace('#', '').strip())}</div>"
@@ -99,9 +104,7 @@ def probabilities_label(result: TriageResult) -> dict[str, float]:
 def summary_html(result: TriageResult, ticked: list[str], notes: str) -> str:
     """Printable booking-readiness summary for the client file."""
     ready = result.outcome == "milia-like" and not ticked
-    if result.outcome in ("refer-to-doctor", CANT_ASSESS) or any(
-        "doctor" in t or "new, changing" in t for t in ticked
-    ):
+    if result.outcome in ("refer-to-doctor", CANT_ASSESS) or any("doctor" in t or "new, changing" in t for t in ticked):
         verdict = "Not ready: a doctor's check (or a better photo) comes first."
     elif ready:
         verdict = "Ready to book a milia consultation / extraction facial, subject to the in-person check."
@@ -129,9 +132,7 @@ def _md_to_html(md: str) -> str:
         s = line.strip()
         if not s or s.startswith("#"):
             continue
-        out.append(
-            f"<li>{html.escape(s[2:])}</li>" if s.startswith(("- ", "* ")) else f"<p>{html.escape(s)}</p>"
-        )
+        out.append(f"<li>{html.escape(s[2:])}</li>" if s.startswith(("- ", "* ")) else f"<p>{html.escape(s)}</p>")
     return "".join(out)
 
 
@@ -188,9 +189,7 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
         except UploadError as err:
             return {"error": err.user_message}
 
-    with gr.Blocks(
-        title="Skin spot triage (educational)", analytics_enabled=False, delete_cache=(300, 600)
-    ) as app:
+    with gr.Blocks(title="Skin spot triage (educational)", analytics_enabled=False, delete_cache=(300, 600)) as app:
         gr.Markdown(
             "# Skin spot triage\nAn educational second look before an extraction facial. **Not a medical opinion.**"
         )
@@ -199,9 +198,7 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
                 type="filepath",
                 sources=["upload", "webcam"],
                 label="Close-up of the spot",
-                webcam_options=gr.WebcamOptions(
-                    mirror=False, constraints={"video": {"facingMode": "environment"}}
-                ),
+                webcam_options=gr.WebcamOptions(mirror=False, constraints={"video": {"facingMode": "environment"}}),
                 buttons=[],
             )
             go = gr.Button("Check my photo", variant="primary")
@@ -213,9 +210,7 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
             t_go = gr.Button("Analyse", variant="primary")
             t_card = gr.HTML()
             with gr.Row():
-                t_probs = gr.Label(
-                    label="How closely the photo resembles each group (calibrated)", num_top_classes=4
-                )
+                t_probs = gr.Label(label="How closely the photo resembles each group (calibrated)", num_top_classes=4)
                 t_heat = gr.Image(label="Where the model looked (Grad-CAM)", interactive=False, buttons=[])
             t_details = gr.JSON(label="Photo quality, out-of-distribution score, model version")
             state = gr.State()
@@ -252,4 +247,4 @@ def about_markdown() -> str:
     return page("privacy") + "\n\n---\n\n" + body
 
 
-__all__ = ["build_app", "CSS", "UPLOAD_LIMIT", "outcome_card", "summary_html"]
+__all__ = ["build_app", "theme", "CSS", "UPLOAD_LIMIT", "outcome_card", "summary_html"]

@@ -245,6 +245,10 @@ def train_model(cfg: TrainConfig, cache, splits, run_dir: Path, resume: bool = F
         opt.load_state_dict(st["optimizer"])
         start_epoch, best_bacc, best_state = st["epoch"] + 1, st["best_bacc"], st["best_model"]
         history = st["history"]
+        # A resumed run must not replay epoch 1's sampling and augmentation.
+        g.manual_seed(cfg.seed + 1000 * start_epoch)
+        if hasattr(tf, "set_random_seed"):
+            tf.set_random_seed(cfg.seed + 1000 * start_epoch)
         log.info("resumed %s at epoch %d", tag, start_epoch)
     val = splits["val"]
     for epoch in range(start_epoch, cfg.epochs):

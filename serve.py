@@ -28,21 +28,28 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadError as err:
         print(f"Cannot start: {err}", file=sys.stderr)
         return 2
+    from triage.upload_dir import remove_upload_dir, use_private_upload_dir
+
+    uploads = use_private_upload_dir()  # before Gradio is imported
     from triage.app import CSS, UPLOAD_LIMIT, build_app, theme
 
     user, password = os.environ.get("TRIAGE_USER"), os.environ.get("TRIAGE_PASSWORD")
-    app = build_app(triage)
-    app.queue(default_concurrency_limit=2, max_size=32)
-    app.launch(
-        server_name=args.host,
-        server_port=args.port,
-        share=False,
-        theme=theme(),
-        css=CSS,
-        show_error=False,
-        max_file_size=UPLOAD_LIMIT,
-        auth=(user, password) if user and password else None,
-    )
+    app = build_app(triage)  # also sets the queue's bounds (triage/limits.py)
+    try:
+        app.launch(
+            server_name=args.host,
+            server_port=args.port,
+            share=False,
+            theme=theme(),
+            css=CSS,
+            show_error=False,
+            max_file_size=UPLOAD_LIMIT,
+            auth=(user, password) if user and password else None,
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        remove_upload_dir(uploads)
     return 0
 
 

@@ -3,6 +3,7 @@
 Usage:
     python train.py -c configs/mobilenet_v3_small.yaml [--epochs 8 ...]
     python train.py --resume runs/<folder>
+    torchrun --nproc_per_node=2 train.py -c configs/mobilenet_v3_small.yaml --threads 1   # DDP, see docs/DISTRIBUTED.md
 
 Flags override the YAML, which overrides the defaults in ``triage.training.TrainConfig``.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 
 import yaml
@@ -36,9 +38,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                 default=None,
             )
         else:
-            conv = (
-                {"int": int, "float": float}.get(str(f.type), str) if not isinstance(f.type, type) else kind
-            )
+            conv = {"int": int, "float": float}.get(str(f.type), str) if not isinstance(f.type, type) else kind
             p.add_argument(f"--{f.name.replace('_', '-')}", type=conv, default=None)
     return p
 
@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         values.update(yaml.safe_load(open(args.config)) or {})
     values.update({k: v for k, v in vars(args).items() if v is not None and k not in ("config", "resume")})
     run_dir = run(TrainConfig(**values), resume_dir=args.resume)
-    print(run_dir)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 wrote (and names) the run folder
+        print(run_dir)
     return 0
 
 

@@ -50,7 +50,7 @@ def main() -> None:
     p.add_argument("--model", default=str(DEFAULT_MODEL))
     p.add_argument("--manifest", default="models/test_manifest.csv")
     p.add_argument("--limit", type=int, default=0, help="use only the first N valid photos")
-    p.add_argument("--out", default="bench/ood_rates.json")
+    p.add_argument("--out", default="bench/results/ood_rates.json")
     args = p.parse_args()
     triage = Triage.load(args.model)
     out = {"model_version": triage.version, "ood_threshold": triage.meta["ood"]["threshold"]}

@@ -132,9 +132,7 @@ def _skimage_samples() -> dict[str, Image.Image]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data", default=os.environ.get("TRIAGE_DATA") or str(REPO.parent / "shared" / "data")
-    )
+    parser.add_argument("--data", default=os.environ.get("TRIAGE_DATA") or str(REPO.parent / "shared" / "data"))
     parser.add_argument("--sample", type=int, default=400, help="photos per folder (fitzpatrick17k: all)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

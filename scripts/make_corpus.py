@@ -81,9 +81,7 @@ def jpeg(size: tuple[int, int] = (96, 64), seed: int = 0, quality: int = 90, **p
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
     """One PNG chunk: length, type, data, CRC over type and data."""
-    return (
-        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    )
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
 def png_with_header(width: int, height: int) -> bytes:
@@ -94,9 +92,7 @@ def png_with_header(width: int, height: int) -> bytes:
     """
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" + b"\x80" * 30)
-    return (
-        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
-    )
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
 def srgb_icc() -> bytes:
@@ -161,6 +157,73 @@ def make_one_pixel() -> bytes:
 
 def make_png_bomb() -> bytes:
     return png_with_header(30000, 30000)
+
+
+def make_sixteen_pixels() -> bytes:
+    return encode(textured_rgb((16, 16), seed=13), "PNG")
+
+
+def make_rgb16_png() -> bytes:
+    """A 16-bit-per-channel RGB PNG (Pillow cannot write one, so the chunks are built here): a red ramp."""
+    width, height = 64, 32
+    pixels = np.zeros((height, width, 3), dtype=">u2")
+    pixels[..., 0] = np.linspace(0, 65535, width).astype(np.uint16)[None, :]
+    pixels[..., 1] = 40000
+    pixels[..., 2] = 1000
+    raw = b"".join(b"\x00" + row.tobytes() for row in pixels)  # filter type 0 on every row
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(raw))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def gif_with_screen(width: int, height: int) -> bytes:
+    """A 4x4 GIF whose logical screen claims ``width`` x ``height`` (Pillow's size is the logical screen)."""
+    data = encode(Image.new("P", (4, 4), 0), "GIF")
+    return data[:6] + struct.pack("<HH", width, height) + data[10:]
+
+
+def make_gif_bomb() -> bytes:
+    return gif_with_screen(65535, 65535)
+
+
+def make_tall_gif() -> bytes:
+    """Fuzz finding: ~40 bytes, screen 255 x 65535 (16.7 MP, legal): decodes, at the cost of a 16.7 MP canvas."""
+    return gif_with_screen(255, 65535)
+
+
+def make_wide_truncated_png() -> bytes:
+    """Fuzz finding: ~70 bytes claiming 33554433 x 1 (legal pixel count, no data): was decoded twice, ~1.5 s each."""
+    return png_with_header(33554433, 1)
+
+
+def make_jpeg_header_bomb() -> bytes:
+    """A 16x16 JPEG whose SOF0 header claims 65500 x 65500 (4.3 GP, over MAX_JPEG_HEADER_PIXELS)."""
+    data = jpeg((16, 16), seed=14)
+    sof = data.index(b"\xff\xc0")
+    return data[: sof + 5] + struct.pack(">HH", 65500, 65500) + data[sof + 9 :]
+
+
+def tiff_with_header(width: int, height: int) -> bytes:
+    """A 1x1 uncompressed little-endian TIFF whose ImageWidth / ImageLength tags are patched to the given size."""
+    data = bytearray(encode(Image.new("RGB", (1, 1), (205, 150, 125)), "TIFF"))
+    assert data[:4] == b"II*\x00", data[:4]
+    (ifd,) = struct.unpack("<I", data[4:8])
+    (count,) = struct.unpack("<H", data[ifd : ifd + 2])
+    for k in range(count):
+        entry = ifd + 2 + 12 * k
+        tag, kind = struct.unpack("<HH", data[entry : entry + 4])
+        if tag in (256, 257):  # ImageWidth, ImageLength
+            value = width if tag == 256 else height
+            data[entry + 8 : entry + 12] = struct.pack("<I", value) if kind == 4 else struct.pack("<HH", value, 0)
+    return bytes(data)
+
+
+def make_tiff_bomb() -> bytes:
+    return tiff_with_header(30000, 30000)
 
 
 def make_png_over_limit() -> bytes:
@@ -274,6 +337,32 @@ def make_huge_jpeg(size: tuple[int, int] = (12000, 9000)) -> bytes:
     return encode(rgb, "JPEG", quality=50)
 
 
+def png_repeated_row(width: int, height: int, bit_depth: int, colour_type: int, row: bytes) -> bytes:
+    """A PNG of ``height`` copies of one raw ``row``, compressed as a stream (a 40 MP file in under a second).
+
+    Tiny on disk, large in memory: the shape of an upload that costs the server far more than its size.
+    """
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    compressor = zlib.compressobj(9)
+    line = b"\x00" + row  # filter type 0
+    idat = b"".join(compressor.compress(line) for _ in range(height)) + compressor.flush()
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+#: Side of the square "large but legal" images: 6300 x 6300 = 39.7 MP, just under ``MAX_PIXELS``.
+LEGAL_MAX_SIDE = 6300
+
+
+def make_huge_gray16_png() -> bytes:
+    """39.7 MP 16-bit greyscale stripes in ~90 KB (converting it at full size once took ~1 GB of memory)."""
+    return png_repeated_row(LEGAL_MAX_SIDE, LEGAL_MAX_SIDE, 16, 0, b"\xff\xff\x00\x00" * (LEGAL_MAX_SIDE // 2))
+
+
+def make_huge_rgba_png() -> bytes:
+    """39.7 MP half-transparent skin tone in ~160 KB (alpha: flattened onto white, after shrinking)."""
+    return png_repeated_row(LEGAL_MAX_SIDE, LEGAL_MAX_SIDE, 8, 6, bytes((205, 150, 125, 128)) * LEGAL_MAX_SIDE)
+
+
 def make_not_an_image_binary() -> bytes:
     return bytes(range(256)) * 8
 
@@ -287,12 +376,19 @@ CASES: tuple[Case, ...] = (
     Case("truncated.jpg", make_truncated_jpeg, "truncated", "first half of a JPEG"),
     Case("truncated.png", make_truncated_png, "truncated", "first 60% of a PNG"),
     Case("one_pixel.png", make_one_pixel, "ok", "1x1: decodes; quality checks flag it"),
+    Case("sixteen.png", make_sixteen_pixels, "ok", "16x16: decodes; quality checks flag it"),
     Case("bomb_30000.png", make_png_bomb, "too_many_pixels", "IHDR 30000x30000, ~100 bytes"),
     Case("header_8000.png", make_png_over_limit, "too_many_pixels", "IHDR 8000x8000: over MAX_PIXELS"),
+    Case("bomb_65535.gif", make_gif_bomb, "too_many_pixels", "GIF logical screen 65535x65535"),
+    Case("bomb_65500.jpg", make_jpeg_header_bomb, "too_many_pixels", "JPEG SOF0 65500x65500"),
+    Case("bomb_30000.tiff", make_tiff_bomb, "too_many_pixels", "TIFF tags 30000x30000, ~150 bytes"),
+    Case("tall_255x65535.gif", make_tall_gif, "ok", "fuzz finding: tiny GIF, 16.7 MP screen"),
+    Case("wide_33554433x1.png", make_wide_truncated_png, "truncated", "fuzz finding: tiny PNG, one huge row"),
     Case("animated.gif", make_animated_gif, "ok", "3 frames: first one used"),
     Case("multipage.tiff", make_multipage_tiff, "ok", "3 pages: first one used"),
     Case("cmyk.jpg", make_cmyk_jpeg, "ok", "CMYK JPEG"),
     Case("gray16.png", make_gray16_png, "ok", "16-bit greyscale PNG (I;16)"),
+    Case("rgb16.png", make_rgb16_png, "ok", "16 bits per channel RGB PNG"),
     Case("palette_transparent.png", make_palette_transparent_png, "ok", "palette with transparency"),
     Case("rgba.png", make_rgba_png, "ok", "alpha channel"),
     Case("grayscale.jpg", make_grayscale_jpeg, "ok", "8-bit greyscale JPEG"),
@@ -306,6 +402,8 @@ CASES: tuple[Case, ...] = (
     Case("metadata.jpg", make_metadata_jpeg, "ok", "EXIF with GPS, ICC profile, comment"),
     Case("metadata.png", make_metadata_png, "ok", "text chunks, EXIF with GPS, ICC profile"),
     Case("huge_12000x9000.jpg", make_huge_jpeg, "ok", "108 MP: decoded at 1/8 scale via draft"),
+    Case("huge_gray16_6300.png", make_huge_gray16_png, "ok", "39.7 MP 16-bit PNG, ~90 KB: shrunk before converting"),
+    Case("huge_rgba_6300.png", make_huge_rgba_png, "ok", "39.7 MP RGBA PNG, ~160 KB: shrunk before flattening"),
 )
 
 #: Cases by file name.
@@ -332,7 +430,7 @@ def write_corpus(out: Path, skip_huge: bool = False) -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Write the hostile-upload corpus.")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder (default {DEFAULT_OUT})")
-    parser.add_argument("--skip-huge", action="store_true", help="leave out the 108 MP JPEG")
+    parser.add_argument("--skip-huge", action="store_true", help="leave out the huge_* cases (slow to make)")
     args = parser.parse_args()
     written = write_corpus(args.out, skip_huge=args.skip_huge)
     print(f"wrote {len(written)} files to {args.out}")

@@ -1,64 +1,48 @@
-"""Shared test helpers: synthetic "photos" and the location of the bundled real data.
+"""Shared test helpers: synthetic "photos", a tiny model, the running app and the bundled real data.
 
 The default suite runs on generated images only (no network, no real data).
 Synthetic photos are smooth random textures with a few coloured blobs, so
 that every image is distinct (flat colours would all look alike to the
 near-duplicate detector and to the mosaic detector).
+
+``tiny_model`` is a complete, randomly initialised checkpoint saved exactly as
+training saves one; ``app_server`` / ``app_url`` serve the real app
+(``serve.py`` in a subprocess, loopback only) on that model.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Callable
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
+
+from triage.synthetic import synthetic_photo  # shared with scripts/tiny_dataset.py and the notebooks
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-def synthetic_photo(
-    rng: np.random.Generator, size: tuple[int, int] | None = None, min_side: int = 160, max_side: int = 300
-) -> Image.Image:
-    """Make one distinct skin-like "photo": a smooth noise texture plus a few blurred ellipses.
-
-    Args:
-        rng: seeded generator; the image is fully determined by its state.
-        size: ``(width, height)``; random in ``[min_side, max_side]`` when ``None``.
-
-    Returns:
-        an RGB PIL image.
-    """
-    if size is None:
-        size = (int(rng.integers(min_side, max_side + 1)), int(rng.integers(min_side, max_side + 1)))
-    w, h = size
-    tone = np.array([rng.uniform(150, 230), rng.uniform(100, 185), rng.uniform(80, 165)], dtype=np.float32)
-    # Smooth noise: coarse shading and finer mottling (shared by the channels, like lighting and
-    # pores), plus a faint coarse colour cast per channel.
-    lum = _smooth_noise(rng, (w, h), int(rng.integers(5, 9)), 30.0)
-    lum += _smooth_noise(rng, (w, h), int(rng.integers(12, 20)), 14.0)
-    arr = tone[None, None, :] + lum[:, :, None]
-    for c in range(3):
-        arr[:, :, c] += _smooth_noise(rng, (w, h), 4, 8.0)
-    image = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="RGB")
-    # A few soft-edged spots of varied colour and size.
-    for _ in range(int(rng.integers(3, 7))):
-        cx, cy = rng.uniform(0.1, 0.9) * w, rng.uniform(0.1, 0.9) * h
-        rx, ry = rng.uniform(0.03, 0.14) * w, rng.uniform(0.03, 0.14) * h
-        colour = tuple(int(v) for v in rng.integers(30, 240, size=3))
-        mask = Image.new("L", (w, h), 0)
-        ImageDraw.Draw(mask).ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=int(rng.integers(150, 256)))
-        mask = mask.filter(ImageFilter.GaussianBlur(rng.uniform(2.0, 5.0)))
-        image = Image.composite(Image.new("RGB", (w, h), colour), image, mask)
-    return image
+#: Backbone of the tiny test checkpoint (the shipped model's, so the real loading code runs).
+TINY_ARCH = "mobilenet_v3_small"
+#: Seconds ``serve.py`` may take to answer its first request (torch + gradio imports on a busy 2-core machine).
+APP_START_TIMEOUT = float(os.environ.get("TRIAGE_TEST_APP_TIMEOUT", "300"))
 
 
-def _smooth_noise(rng: np.random.Generator, size: tuple[int, int], cells: int, amp: float) -> np.ndarray:
-    """A ``(h, w)`` float field of Gaussian noise on a ``cells`` x ``cells`` grid, bicubic-upsampled."""
-    small = rng.normal(0.0, 1.0, size=(cells, cells)).astype(np.float32)
-    return amp * np.asarray(Image.fromarray(small, mode="F").resize(size, Image.Resampling.BICUBIC))
+def add_grain(image: Image.Image, seed: int = 0, sigma: float = 6.0) -> Image.Image:
+    """Add fine sensor-like grain, so that a synthetic photo passes the sharpness check (alone, it is too smooth)."""
+    arr = np.asarray(image).astype(np.float32)
+    arr += np.random.default_rng(seed).normal(0.0, sigma, arr.shape[:2])[:, :, None]
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +75,179 @@ def shared_data() -> Path:
     if not (root / "README.md").is_file():
         pytest.skip("../shared/data not present: real-data tests need the bundled datasets (CI has them)")
     return root
+
+
+# -- a tiny but complete model ---------------------------------------------------------------------
+
+
+def tiny_checkpoint_meta() -> dict:
+    """Metadata of a valid triage checkpoint for :data:`TINY_ARCH` (64 px input, no OOD state, uncalibrated)."""
+    from triage.models import BACKBONES
+    from triage.outcomes import OUTCOMES
+    from triage.preprocess import CANONICAL_SIZE
+
+    spec = BACKBONES[TINY_ARCH]
+    return {
+        "format": 1, "version": "test-random", "arch": TINY_ARCH, "classes": list(OUTCOMES), "image_size": 64,
+        "canonical_size": CANONICAL_SIZE, "mean": list(spec.mean), "std": list(spec.std), "temperature": 1.0,
+        "refer_threshold": 0.5, "abstain_threshold": 0.0, "data_fingerprint": "0" * 64, "ood": {},
+        "dropout": 0.2, "metrics": {},
+    }  # fmt: skip
+
+
+def write_sha256(path: Path) -> None:
+    """Record ``path``'s sha256 in ``<path>.sha256`` the way training does (``<hex>  <name>``)."""
+    Path(str(path) + ".sha256").write_text(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n")
+
+
+def build_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
+    """Save a randomly initialised but complete checkpoint (and its ``.sha256``) exactly as training does."""
+    import torch
+
+    from triage.models import build_model
+    from triage.outcomes import OUTCOMES
+    from triage.training import save_checkpoint
+
+    torch.manual_seed(seed)
+    save_checkpoint(build_model(TINY_ARCH, len(OUTCOMES), None), tiny_checkpoint_meta(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """Path of a small random-weight triage checkpoint with its ``.sha256`` (shared: copy it before damaging it)."""
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny_model") / "model.pt")
+
+
+# -- the running app -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppServer:
+    """The app served by ``serve.py`` for the tests.
+
+    Attributes:
+        url: base URL without a trailing slash, e.g. ``http://127.0.0.1:40123``.
+        port: its loopback port.
+        log: the server's stdout and stderr (to check what it logs).
+        temp_dir: ``GRADIO_TEMP_DIR`` of the server: the only place Gradio writes uploads.
+        process: the ``serve.py`` process.
+    """
+
+    url: str
+    port: int
+    log: Path
+    temp_dir: Path
+    process: subprocess.Popen
+
+    def assert_alive(self) -> None:
+        """Fail, with the end of the server's log, if ``serve.py`` has exited (say, crashed on an upload)."""
+        code = self.process.poll()
+        assert code is None, f"serve.py exited with code {code}; end of its log:\n{_log_tail(self.log)}"
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _log_tail(log: Path, chars: int = 3000) -> str:
+    return log.read_text(encoding="utf-8", errors="replace")[-chars:] if log.is_file() else "(no log)"
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+def load_corpus_module():
+    """``scripts/make_corpus.py`` (a script, not a package), loaded by path: the hostile-input corpus."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_corpus", REPO / "scripts" / "make_corpus.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("make_corpus", module)  # dataclasses look the module up while building Case.
+    spec.loader.exec_module(module)
+    return module
+
+
+def start_app(model: Path, workdir: Path, attempts: int = 3) -> AppServer:
+    """Start ``serve.py --model <model>`` on 127.0.0.1 at a free port and wait until it answers.
+
+    Tries a new port when the chosen one was taken in the meantime. Login is never enabled (``TRIAGE_USER`` /
+    ``TRIAGE_PASSWORD`` are dropped), nor anything that sends data out (analytics off).
+
+    Raises:
+        RuntimeError: the app did not come up; the message carries the end of its log.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GRADIO_", "TRIAGE_USER", "TRIAGE_PASSWORD"))}
+    temp_dir = workdir / "gradio_tmp"
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    env |= {
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "GRADIO_TEMP_DIR": str(temp_dir),
+        "PYTHONUNBUFFERED": "1",
+        # A proxy in the environment must not see loopback traffic (Gradio checks its own URL at launch).
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+    error = ""
+    for attempt in range(attempts):
+        port = free_port()
+        log = workdir / f"serve-{attempt}.log"
+        cmd = [sys.executable, str(REPO / "serve.py"), "--host", "127.0.0.1", "--port", str(port)]
+        cmd += ["--model", str(model)]
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + APP_START_TIMEOUT
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                # A direct opener: no proxy, whatever the environment says.
+                with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url + "/", timeout=5) as r:
+                    if r.status == 200:
+                        return AppServer(url, port, log, temp_dir, proc)
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.5)
+        why = (
+            f"exited with code {proc.returncode}"
+            if proc.poll() is not None
+            else f"gave no answer in {APP_START_TIMEOUT:.0f} s"
+        )
+        _stop(proc)
+        error = f"serve.py {why} on {url}; end of its log:\n{_log_tail(log)}"
+        # Only a port taken between free_port() and the bind is worth another try.
+        if not any(m in error.lower() for m in ("address already in use", "empty port")):
+            break
+    raise RuntimeError(error)
+
+
+@pytest.fixture(scope="session")
+def app_server(tiny_model, tmp_path_factory) -> Iterator[AppServer]:
+    """The real app (``serve.py``) on :func:`tiny_model`, on loopback at a free port, for the whole session."""
+    try:
+        server = start_app(tiny_model, tmp_path_factory.mktemp("app"))
+    except RuntimeError as err:
+        pytest.fail(str(err), pytrace=False)
+    # The test process talks to it too (gradio_client, urllib): keep any proxy away from loopback.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NO_PROXY", "127.0.0.1,localhost")
+        mp.setenv("no_proxy", "127.0.0.1,localhost")
+        try:
+            yield server
+        finally:
+            _stop(server.process)
+
+
+@pytest.fixture(scope="session")
+def app_url(app_server) -> str:
+    """Base URL of the running app, e.g. ``http://127.0.0.1:40123`` (no trailing slash)."""
+    return app_server.url

@@ -210,8 +210,20 @@ def test_image_folder_build_groups_copies(synthetic, tmp_path):
 
 def test_cli_build_from_manifest(synthetic, tmp_path, capsys):
     out = tmp_path / "cli"
-    rc = data.main(["build", "--sources", "none", "--manifest", str(synthetic.manifest), "--out", str(out),
-                    "--workers", "1", "--no-cache"])
+    rc = data.main(
+        [
+            "build",
+            "--sources",
+            "none",
+            "--manifest",
+            str(synthetic.manifest),
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--no-cache",
+        ]
+    )
     assert rc == 0
     assert '"groups_split_across_splits": 0' in capsys.readouterr().out
     assert (out / "manifest.csv").is_file() and (out / "fingerprint.txt").is_file()
@@ -232,13 +244,24 @@ def test_bad_files_are_dropped_with_a_reason(tmp_path, make_photo, make_mosaic):
     acne_single = _save(make_photo(70, (256, 256)), tmp_path / "single.jpg")
 
     records = [Record(path=p, source="synthetic", labels=["other"], outcome="other") for p in good]
-    records += [Record(path=p, source="synthetic", labels=["pustule"], outcome="pustule")
-                for p in (empty, text, truncated, tiny)]
+    records += [
+        Record(path=p, source="synthetic", labels=["pustule"], outcome="pustule")
+        for p in (empty, text, truncated, tiny)
+    ]
     # Mosaics are looked for in the multi-label acne source only.
-    records += [Record(path=p, source="roboflow_acne", labels=["Purulent"], outcome="pustule")
-                for p in (mosaic_path, acne_single)]
-    records.append(Record(path=good[0], source="roboflow_acne", labels=["Papular"], outcome=None,
-                          exclude_reason="only generic labels: Papular"))
+    records += [
+        Record(path=p, source="roboflow_acne", labels=["Purulent"], outcome="pustule")
+        for p in (mosaic_path, acne_single)
+    ]
+    records.append(
+        Record(
+            path=good[0],
+            source="roboflow_acne",
+            labels=["Papular"],
+            outcome=None,
+            exclude_reason="only generic labels: Papular",
+        )
+    )
     card = data.build(records, tmp_path / "out", seed=0, workers=1)
     assert card["dropped"] == {
         "empty file": 1,
@@ -248,8 +271,7 @@ def test_bad_files_are_dropped_with_a_reason(tmp_path, make_photo, make_mosaic):
         "2x2 mosaic": 1,
         "no target: generic labels only": 1,
     }
-    assert card["dropped_by_source"]["synthetic"] == {"empty file": 1, "unreadable": 1, "truncated": 1,
-                                                      "too small": 1}
+    assert card["dropped_by_source"]["synthetic"] == {"empty file": 1, "unreadable": 1, "truncated": 1, "too small": 1}
     assert card["images_kept"] == len(good) + 1
     kept = set(_read_rows(tmp_path / "out"))
     assert kept == {p.resolve() for p in [*good, acne_single]}

@@ -1,26 +1,25 @@
 """Triage.load refuses every damaged, tampered or foreign model file with a plain sentence.
 
-Uses a quickly built random-weight checkpoint saved exactly as training saves one
-(``triage.training.save_checkpoint``), so these tests need no training run.
+Uses the shared ``tiny_model`` checkpoint (conftest: random weights, saved exactly as training saves one
+with ``triage.training.save_checkpoint``), so these tests need no training run.
 """
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_ARCH as ARCH
+from conftest import tiny_checkpoint_meta as _meta
+from conftest import write_sha256 as _write_sha
 
 from triage.engine import ModelLoadError, Triage
-from triage.models import BACKBONES, build_model
+from triage.models import build_model
 from triage.outcomes import OUTCOMES
-from triage.preprocess import CANONICAL_SIZE
 from triage.training import save_checkpoint
-
-ARCH = "mobilenet_v3_small"
 
 
 class NotWeights:
@@ -30,26 +29,10 @@ class NotWeights:
         self.payload = "anything could run here"
 
 
-def _meta() -> dict:
-    spec = BACKBONES[ARCH]
-    return {
-        "format": 1, "version": "test-random", "arch": ARCH, "classes": list(OUTCOMES), "image_size": 64,
-        "canonical_size": CANONICAL_SIZE, "mean": list(spec.mean), "std": list(spec.std), "temperature": 1.0,
-        "refer_threshold": 0.5, "abstain_threshold": 0.0, "data_fingerprint": "0" * 64, "ood": {},
-        "dropout": 0.2, "metrics": {},
-    }
-
-
-def _write_sha(path: Path) -> None:
-    Path(str(path) + ".sha256").write_text(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n")
-
-
 @pytest.fixture(scope="module")
-def good_ckpt(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    save_checkpoint(build_model(ARCH, len(OUTCOMES), None), _meta(), path)
-    return path
+def good_ckpt(tiny_model) -> Path:
+    """The shared tiny checkpoint (read-only here: tests that damage a file use ``ckpt_copy``)."""
+    return tiny_model
 
 
 @pytest.fixture

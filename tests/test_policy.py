@@ -67,6 +67,34 @@ def test_choose_thresholds_reaches_refer_sensitivity_on_its_data():
     assert point["balanced_accuracy"] > 0.25
 
 
+def test_refer_other_applies_only_when_other_is_the_likeliest_non_refer_outcome():
+    t = Thresholds(refer=0.2, abstain=0.0, refer_other=0.5)
+    # "other" on top among the three: its own, higher threshold.
+    assert decide(_p(0.1, 0.1, 0.5, 0.3), t)[0] == I_OTHER
+    assert decide(_p(0.1, 0.1, 0.4, 0.5), t)[0] == REFER_IDX  # exactly at refer_other refers
+    # milia-like or pustule on top: the strict threshold, whatever refer_other says.
+    assert decide(_p(0.5, 0.1, 0.1, 0.3), t)[0] == REFER_IDX
+    assert decide(_p(0.1, 0.55, 0.1, 0.25), t)[0] == REFER_IDX
+    assert decide(_p(0.1, 0.71, 0.0, 0.19), t)[0] == I_PUSTULE
+    # refer_other can never be looser than refer, and None means one threshold for all.
+    assert decide(_p(0.1, 0.1, 0.5, 0.3), Thresholds(refer=0.3, refer_other=0.1))[0] == REFER_IDX
+    assert Thresholds(refer=0.3).refer_for(np.stack([_p(0.1, 0.1, 0.5, 0.3)] * 2)).tolist() == [0.3, 0.3]
+
+
+def test_choose_thresholds_with_separate_other_threshold_is_no_worse_and_still_safe():
+    rng = np.random.default_rng(1)
+    n = 800
+    y = rng.integers(0, 4, n)
+    probs = softmax(1.5 * np.eye(4)[y] + rng.normal(0, 1.0, (n, 4)))
+    one, one_point = choose_thresholds(probs, y, separate_other=False)
+    two, two_point = choose_thresholds(probs, y)
+    assert one.refer_other is None
+    assert two_point["balanced_accuracy"] >= one_point["balanced_accuracy"]
+    pred = decide(probs, two)
+    assert M.refer_sensitivity(y, pred) >= 0.95 and M.unsafe_miss_rate(y, pred) <= 0.02
+    assert two_point["unsafe_miss_rate"] == pytest.approx(M.unsafe_miss_rate(y, pred))
+
+
 def test_softmax_with_temperature():
     p = softmax(np.array([0.0, np.log(2.0)]))
     assert p == pytest.approx([1 / 3, 2 / 3])
@@ -119,6 +147,10 @@ def test_refer_via_threshold_and_via_unsure():
     assert decide_outcome(_p(0.5, 0.05, 0.05, 0.4), [], 1.0, T, 5.0) == (REFER, ["refer_threshold"])
     # top probability 0.28 < abstain 0.3: unsure.
     assert decide_outcome(_p(0.28, 0.26, 0.26, 0.20), [], 1.0, T, 5.0) == (REFER, ["unsure"])
+    # With a separate "other" threshold, the code reflects the threshold that applied.
+    t2 = Thresholds(refer=0.4, abstain=0.0, refer_other=0.6)
+    assert decide_outcome(_p(0.05, 0.05, 0.45, 0.45), [], 1.0, t2, 5.0) == (OTHER, [])
+    assert decide_outcome(_p(0.05, 0.05, 0.3, 0.6), [], 1.0, t2, 5.0) == (REFER, [])
     # refer on top but below abstain: still explained as unsure.
     t = Thresholds(refer=0.9, abstain=0.5)
     assert decide_outcome(_p(0.2, 0.2, 0.2, 0.4), [], 1.0, t, 5.0) == (REFER, ["unsure"])
@@ -129,8 +161,14 @@ def test_refer_via_threshold_and_via_unsure():
 
 def _res(outcome: str, file: str | None, reasons: list[str] | None = None) -> TriageResult:
     probs = None if outcome == CANT_ASSESS else dict.fromkeys(OUTCOMES, 0.25)
-    return TriageResult(outcome=outcome, probabilities=probs, reasons=list(reasons or []), file=file,
-                        reason_codes=[f"code-{outcome}"], timings_ms={"total": 10.0})
+    return TriageResult(
+        outcome=outcome,
+        probabilities=probs,
+        reasons=list(reasons or []),
+        file=file,
+        reason_codes=[f"code-{outcome}"],
+        timings_ms={"total": 10.0},
+    )
 
 
 @pytest.mark.parametrize(

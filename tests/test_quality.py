@@ -26,9 +26,7 @@ DEEP = (70, 45, 35)
 FORBIDDEN = re.compile(r"diagnos|benign|malignant|harmless|\bsafe", re.IGNORECASE)
 
 
-def skin_texture(
-    base: tuple[int, int, int], size: tuple[int, int] = (512, 384), seed: int = 0
-) -> Image.Image:
+def skin_texture(base: tuple[int, int, int], size: tuple[int, int] = (512, 384), seed: int = 0) -> Image.Image:
     """A realistic-ish close-up of skin: base tone, soft shading, pore-scale grain and a few small spots.
 
     Args:
@@ -147,9 +145,7 @@ def test_too_little_skin(colour):
 def test_skin_mask_tones_and_non_skin():
     tones = np.array([[LIGHT, MEDIUM, DARK, DEEP]], dtype=np.uint8)
     assert skin_mask(tones).all()
-    others = np.array(
-        [[(60, 140, 50), (80, 140, 230), (128, 128, 128), (0, 0, 0), (255, 255, 255)]], np.uint8
-    )
+    others = np.array([[(60, 140, 50), (80, 140, 230), (128, 128, 128), (0, 0, 0), (255, 255, 255)]], np.uint8)
     assert not skin_mask(others).any()
 
 

@@ -45,9 +45,21 @@ def processed(shared_data, tmp_path_factory) -> Path:
     pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": pythonpath}
     subprocess.run(
-        [sys.executable, "-m", "triage.data", "build", "--data-root", str(shared_data), "--out", str(out),
-         "--no-cache"],
-        cwd=REPO, env=env, check=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "triage.data",
+            "build",
+            "--data-root",
+            str(shared_data),
+            "--out",
+            str(out),
+            "--no-cache",
+        ],
+        cwd=REPO,
+        env=env,
+        check=True,
+        timeout=900,
     )
     return out
 

@@ -81,8 +81,9 @@ def test_manifest_relative_paths_and_defaults(tmp_path):
 
 
 def test_manifest_rows_of_a_registered_source_get_its_cleanup(tmp_path):
-    csv_path = _write_csv(tmp_path / "m.csv", ["path", "label", "source"],
-                          [["a.jpg", REFER, "dermnet_nz"], ["b.jpg", REFER, "clinic"]])
+    csv_path = _write_csv(
+        tmp_path / "m.csv", ["path", "label", "source"], [["a.jpg", REFER, "dermnet_nz"], ["b.jpg", REFER, "clinic"]]
+    )
     dermnet, clinic = read_manifest(csv_path)
     assert dermnet.crop_bottom == REGISTRY["dermnet_nz"].crop_bottom > 0
     assert clinic.crop_bottom == 0
@@ -155,10 +156,14 @@ def _expect_count(monkeypatch, name: str, count: int) -> None:
 
 
 def test_load_source_checks_the_count(tmp_path, monkeypatch):
-    root = _fake_bundle(tmp_path, "msld_v2", [
-        ["images/h1.jpg", "Healthy", "", "", ""],
-        ["images/c1.jpg", "Chickenpox", "", "4", ""],
-    ])
+    root = _fake_bundle(
+        tmp_path,
+        "msld_v2",
+        [
+            ["images/h1.jpg", "Healthy", "", "", ""],
+            ["images/c1.jpg", "Chickenpox", "", "4", ""],
+        ],
+    )
     with pytest.raises(CountMismatch, match="msld_v2"):
         load_source("msld_v2", root)  # the registry expects 127 images
     assert len(load_source("msld_v2", root, check_count=False)) == 2
@@ -172,10 +177,14 @@ def test_load_source_checks_the_count(tmp_path, monkeypatch):
 
 
 def test_labels_csv_reader_maps_multi_labels_and_links(tmp_path, monkeypatch):
-    root = _fake_bundle(tmp_path, "roboflow_acne", [
-        ["images/a.jpg", "Whitehead;Purulent", "train", "", ""],
-        ["images/b.jpg", "Papular;Acne", "train", "", ""],
-    ])
+    root = _fake_bundle(
+        tmp_path,
+        "roboflow_acne",
+        [
+            ["images/a.jpg", "Whitehead;Purulent", "train", "", ""],
+            ["images/b.jpg", "Papular;Acne", "train", "", ""],
+        ],
+    )
     _fake_bundle(root, "ham10000", [["images/ISIC_1.jpg", "MEL", "", "", "ISIC_1"]])
     _expect_count(monkeypatch, "roboflow_acne", 2)
     _expect_count(monkeypatch, "ham10000", 1)

@@ -49,8 +49,22 @@ TINT = {
 }
 
 #: The tiny run every test here shares (train.py flags).
-TINY = ["--epochs", "2", "--max-batches", "2", "--batch-size", "8", "--image-size", "64",
-        "--init-weights", "none", "--workers", "0", "--threads", "1"]
+TINY = [
+    "--epochs",
+    "2",
+    "--max-batches",
+    "2",
+    "--batch-size",
+    "8",
+    "--image-size",
+    "64",
+    "--init-weights",
+    "none",
+    "--workers",
+    "0",
+    "--threads",
+    "1",
+]
 
 
 def _textured(photo: Image.Image, seed: int, tint=(1.0, 1.0, 1.0)) -> Image.Image:
@@ -74,8 +88,9 @@ def _summary(run_dir: Path, tag: str = "model") -> list[dict]:
 
 def _cli(*args: str, timeout: int = 180) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    return subprocess.run([sys.executable, "-m", "triage", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "triage", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 # -- fixtures -----------------------------------------------------------------------------------------
@@ -96,8 +111,9 @@ def dataset(tmp_path_factory, make_photo) -> dict:
             # Half PNG (bit-exact through decoding), half JPEG (the usual upload).
             path = photos / f"{i:02d}.{'png' if i % 2 == 0 else 'jpg'}"
             image.save(path, **({"quality": 92} if path.suffix == ".jpg" else {}))
-            rows.append({"path": path.name, "label": outcome, "source": SOURCES[(i // 2) % 2],
-                         "fitzpatrick": FITZ[i % 3]})
+            rows.append(
+                {"path": path.name, "label": outcome, "source": SOURCES[(i // 2) % 2], "fitzpatrick": FITZ[i % 3]}
+            )
     manifest = photos / "manifest.csv"
     with open(manifest, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=["path", "label", "source", "fitzpatrick"])
@@ -125,8 +141,10 @@ def built(dataset) -> dict:
 def run_dir(dataset, built) -> Path:
     """The tiny 2-epoch training run, through train.py's command line."""
     out = dataset["root"] / "runs"
-    assert _train_main()(["--data", str(dataset["proc"]), "--out", str(out), "--name", "t", *TINY,
-                          "--baseline", "false"]) == 0
+    assert (
+        _train_main()(["--data", str(dataset["proc"]), "--out", str(out), "--name", "t", *TINY, "--baseline", "false"])
+        == 0
+    )
     return out / "t"
 
 
@@ -144,8 +162,15 @@ def triage(model_path) -> Triage:
 
 
 def test_run_folder_holds_every_artefact(run_dir, dataset, built):
-    for name in ("config.yaml", "model_summary.csv", "metrics.json", "model.pt", "model.pt.sha256",
-                 "train.log", "model_last.pt"):
+    for name in (
+        "config.yaml",
+        "model_summary.csv",
+        "metrics.json",
+        "model.pt",
+        "model.pt.sha256",
+        "train.log",
+        "model_last.pt",
+    ):
         assert (run_dir / name).is_file(), name
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert cfg["epochs"] == 2 and cfg["image_size"] == 64 and cfg["init_weights"] == "none"
@@ -203,8 +228,21 @@ def test_resume_continues_without_repeating_epochs(run_dir, tmp_path):
 
 def test_baseline_run_reports_standard_recipe_and_probes(dataset, built):
     out = dataset["root"] / "runs"
-    args = ["--data", str(dataset["proc"]), "--out", str(out), "--name", "b", *TINY,
-            "--epochs", "1", "--max-batches", "1", "--baseline", "true"]  # later flags win
+    args = [
+        "--data",
+        str(dataset["proc"]),
+        "--out",
+        str(out),
+        "--name",
+        "b",
+        *TINY,
+        "--epochs",
+        "1",
+        "--max-batches",
+        "1",
+        "--baseline",
+        "true",
+    ]  # later flags win
     assert _train_main()(args) == 0
     run = out / "b"
     metrics = json.loads((run / "metrics.json").read_text())
@@ -261,8 +299,9 @@ def test_cli_predict_json(model_path, tmp_path, make_photo):
     assert first["file"] == str(good)
     assert first["outcome"] in (*OUTCOMES, CANT_ASSESS)
     assert first["reason_codes"] == [] or first["outcome"] in (CANT_ASSESS, OUTCOMES[3])
-    assert not set(first["reason_codes"]) & {"too_small", "too_blurry", "too_dark", "too_bright",
-                                              "too_little_skin"}, "the good photo must pass the quality gate"
+    assert not set(first["reason_codes"]) & {"too_small", "too_blurry", "too_dark", "too_bright", "too_little_skin"}, (
+        "the good photo must pass the quality gate"
+    )
     assert set(first["probabilities"]) == set(OUTCOMES)
     assert sum(first["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
     assert isinstance(first["reasons"], list) and all(isinstance(s, str) and s for s in first["reasons"])
@@ -285,13 +324,26 @@ def test_cli_refuses_missing_model(tmp_path, capsys):
 def test_cli_evaluate(model_path, dataset, built, tmp_path):
     out = tmp_path / "ev"
     manifest = dataset["proc"] / "manifest.csv"
-    proc = _cli("evaluate", "--checkpoint", str(model_path), "--manifest", str(manifest), "--out", str(out),
-                "--bootstrap", "50")
+    proc = _cli(
+        "evaluate", "--checkpoint", str(model_path), "--manifest", str(manifest), "--out", str(out), "--bootstrap", "50"
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["n"] == 4 * PER_OUTCOME
     m = json.loads((out / "metrics.json").read_text())
-    for key in ("n", "balanced_accuracy", "accuracy", "macro_f1", "per_class", "refer_sensitivity",
-                "unsafe_miss_rate", "ece", "confusion", "by_source", "by_fitzpatrick", "decline_rate"):
+    for key in (
+        "n",
+        "balanced_accuracy",
+        "accuracy",
+        "macro_f1",
+        "per_class",
+        "refer_sensitivity",
+        "unsafe_miss_rate",
+        "ece",
+        "confusion",
+        "by_source",
+        "by_fitzpatrick",
+        "decline_rate",
+    ):
         assert key in m, key
     assert m["n"] == 4 * PER_OUTCOME and m["unreadable"] == 0
     assert set(m["per_class"]) == set(OUTCOMES)

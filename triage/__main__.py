@@ -1,4 +1,4 @@
-"""Command line: ``python -m triage {predict,evaluate} ...``."""
+"""Command line: ``python -m triage {predict,evaluate,export} ...``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     pr = sub.add_parser("predict", help="triage one or more photos")
     pr.add_argument("photos", nargs="+")
-    pr.add_argument("--model", default=str(DEFAULT_MODEL))
+    pr.add_argument("--model", default=None, help=f"checkpoint (default {DEFAULT_MODEL.name}, or its .onnx export)")
+    pr.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="run the network in PyTorch (a .pt) or ONNX Runtime (a .onnx from `export`; needs the onnx extra)",
+    )
     pr.add_argument("--json", action="store_true", help="print a JSON list, one object per photo")
     pr.add_argument(
         "--combine", action="store_true", help="photos show one area: add the most cautious combined result"
@@ -30,10 +36,24 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--out", required=True)
     ev.add_argument("--no-gate", action="store_true", help="skip the quality/OOD gate (model + policy only)")
     ev.add_argument("--bootstrap", type=int, default=1000)
+    ex = sub.add_parser("export", help="export a checkpoint for other runtimes (ONNX)")
+    ex.add_argument("--format", choices=("onnx",), default="onnx")
+    ex.add_argument("--checkpoint", default=str(DEFAULT_MODEL))
+    ex.add_argument("--out", required=True, help="the file to write, e.g. models/triage-mnv3s.onnx")
+    ex.add_argument("--opset", type=int, default=18)
+    ex.add_argument("--no-check", action="store_true", help="skip the PyTorch / ONNX Runtime comparison")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.cmd == "export":
+        return _export(args)
     try:
-        triage = Triage.load(args.model if args.cmd == "predict" else args.checkpoint)
+        if args.cmd == "predict" and args.backend == "onnx":
+            # Imported here: ONNX Runtime is optional, and the PyTorch path must not need it.
+            from triage.onnx_engine import OnnxTriage
+
+            triage = OnnxTriage.load(args.model or DEFAULT_MODEL.with_suffix(".onnx"))
+        else:
+            triage = Triage.load((args.model or DEFAULT_MODEL) if args.cmd == "predict" else args.checkpoint)
     except ModelLoadError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -61,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     rows, results = [], []
-    for path in tqdm(
-        args.photos, desc="predict", unit="photo", disable=len(args.photos) < 5, file=sys.stderr
-    ):
+    for path in tqdm(args.photos, desc="predict", unit="photo", disable=len(args.photos) < 5, file=sys.stderr):
         try:
             res = triage.predict_path(path)
             results.append(res)
@@ -89,6 +107,22 @@ def main(argv: list[str] | None = None) -> int:
                     + (f" ({probs})" if probs else "")
                     + "".join(f"\n  - {s}" for s in r["reasons"])
                 )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    """``export``: write the ONNX file and print a JSON summary (with the PyTorch comparison)."""
+    from triage.export import export_onnx
+
+    try:
+        summary = export_onnx(args.checkpoint, args.out, opset=args.opset, check=not args.no_check)
+    except ModelLoadError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ImportError as err:  # onnx / onnxscript are the optional extra
+        print(f"error: exporting needs the onnx extra (pip install 'skin-triage[onnx]'): {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=1))
     return 0
 
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import html
 import logging
-import os
-import tempfile
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import gradio as gr
 
+from triage import limits
 from triage.content_loader import LEARN_PAGES, OUTCOME_PAGES, page
 from triage.decode import UploadError, decode_upload
 from triage.engine import Triage, TriageResult
@@ -53,14 +55,21 @@ CHECKLIST = [
     "Prescription retinoid in the past week",
     "The spot is new, changing, bleeding, itchy or painful",
 ]
-UPLOAD_LIMIT = "20MB"
+#: Gradio's ``max_file_size`` (bytes); the same number the decoder enforces.
+UPLOAD_LIMIT = limits.MAX_UPLOAD_BYTES
 
 CSS = """
 .outcome-card {border-radius: 12px; padding: 16px; color: #fff; margin-bottom: 8px}
 .outcome-card h2 {margin: 0 0 6px 0; font-size: 1.3rem; color: #fff}
 .outcome-card p {margin: 4px 0; color: #fff}
 .disclaimer {font-size: 0.9rem; background: #f4f1ea; color: #333; border-radius: 8px; padding: 10px}
-@media (max-width: 480px) { .gradio-container {padding: 6px !important} }
+/* Phones. Gradio pads its .main box 32 px a side: 8 px on a phone, 32 px from about 900 px up. Gradio copies
+   rules inside @media only under ".gradio-container .contain", which is inside .main, so this one stays
+   outside. It also moves tabs that do not fit into a "..." menu: narrower tab padding keeps all four in view. */
+.main.app {padding-inline: clamp(8px, 5vw - 12px, 32px) !important}
+@media (max-width: 480px) {
+  .tab-container button {padding-left: 8px !important; padding-right: 8px !important}
+}
 """
 
 
@@ -69,9 +78,26 @@ def theme() -> gr.themes.Base:
     return gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
 
+def _disclaimer_parts() -> tuple[str, str]:
+    """``(title, body)`` of the disclaimer page (its ``# heading`` and its text)."""
+    lines = [s.strip() for s in page("disclaimer").strip().splitlines() if s.strip()]
+    if lines and lines[0].startswith("#"):
+        return lines[0].lstrip("#").strip(), " ".join(lines[1:])
+    return "", " ".join(lines)
+
+
+def disclaimer_text() -> str:
+    """The disclaimer as one plain paragraph ("Please note: ...")."""
+    title, body = _disclaimer_parts()
+    return f"{title}: {body}" if title else body
+
+
 def disclaimer_html() -> str:
     """The disclaimer every result carries."""
-    return f"<div class='disclaimer'>{html.escape(page('disclaimer').replace('#', '').strip())}</div>"
+    # The heading set apart: flattened into the text it read "Please note This tool is...".
+    title, body = _disclaimer_parts()
+    lead = f"<strong>{html.escape(title)}:</strong> " if title else ""
+    return f"<div class='disclaimer'>{lead}{html.escape(body)}</div>"
 
 
 def outcome_card(result: TriageResult) -> str:
@@ -90,10 +116,30 @@ def education_for(outcome: str) -> str:
     return "\n\n---\n\n".join(parts)
 
 
-def _read_upload(path: str | None) -> bytes:
+def _read_upload(path: str | dict | None) -> bytes:
+    # A dict is Gradio's raw file payload (events with preprocess=False); its file is in Gradio's upload folder.
+    if isinstance(path, dict):
+        path = path.get("path")
     if not path:
         raise UploadError("empty", "Please add a photo first.")
     return Path(path).read_bytes()
+
+
+def predict_within_limit(pool: ThreadPoolExecutor, triage: Triage, data: bytes) -> TriageResult:
+    """``triage.predict_bytes(data)``, answered within ``limits.REQUEST_TIMEOUT_S`` seconds.
+
+    Raises:
+        UploadError: ``"timeout"`` when the check takes longer (the work itself finishes in the background on
+            ``pool``, which is bounded, so stuck checks cannot pile up), or whatever decoding raises.
+    """
+    timeout = limits.REQUEST_TIMEOUT_S
+    future = pool.submit(triage.predict_bytes, data)
+    try:
+        return future.result(timeout=timeout)
+    except FutureTimeout:
+        future.cancel()  # Still waiting for a worker: it never starts. Already running: it cannot be stopped.
+        log.warning("check abandoned after %.1f s (request timeout)", timeout)
+        raise UploadError("timeout") from None
 
 
 def probabilities_label(result: TriageResult) -> dict[str, float]:
@@ -122,7 +168,7 @@ td{{padding:2px 12px}}</style></head><body>
 <h3>Notes</h3><p>{html.escape(notes or "")}</p>
 <h3>Before the appointment</h3>{_md_to_html(page("preparing"))}
 <h3>After-care</h3>{_md_to_html(page("aftercare"))}
-<p><em>{html.escape(page("disclaimer").replace("#", "").strip())}</em></p>
+<p><em>{html.escape(disclaimer_text())}</em></p>
 <p>Model version {html.escape(result.model_version)}.</p></body></html>"""
 
 
@@ -138,10 +184,16 @@ def _md_to_html(md: str) -> str:
 
 def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> gr.Blocks:
     """Build the whole app around a loaded model. Nothing is launched here."""
+    # Every check runs here, so the request timeout holds for all tabs and the API (threads start on first use).
+    pool = ThreadPoolExecutor(max_workers=limits.TIMEOUT_WORKERS, thread_name_prefix="triage-check")
+    # The client tab, the therapist tab and the API share one concurrency slot group: at most CONCURRENCY_LIMIT
+    # photos are checked at once in the whole app (separate limits allowed three times that, each check taking
+    # up to a few hundred MB for a large photo, on a 2-thread model).
+    one_check_queue = {"concurrency_id": "photo-check", "concurrency_limit": limits.CONCURRENCY_LIMIT}
 
     def run(path: str | None):
         try:
-            result = triage.predict_bytes(_read_upload(path))
+            result = predict_within_limit(pool, triage, _read_upload(path))
         except UploadError as err:
             msg = (
                 "<div class='outcome-card' style='background:#555'><h2>We couldn't open this file</h2>"
@@ -178,14 +230,18 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
         if not state:
             return None
         result = TriageResult(**{k: v for k, v in state.items() if k in TriageResult.__dataclass_fields__})
-        fd, name = tempfile.mkstemp(prefix="summary-", suffix=".html")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(summary_html(result, ticked or [], notes))
-        return name
+        # Written inside Gradio's own cache, where it is served from as is and removed by delete_cache with the
+        # uploads. (A file elsewhere, e.g. tempfile's default folder, is copied into the cache and the original,
+        # holding the client's notes and ticked health items, would stay on disk for good.)
+        folder = Path(t_file.GRADIO_CACHE) / f"summary-{uuid.uuid4().hex}"
+        folder.mkdir(parents=True)
+        name = folder / "consultation-summary.html"
+        name.write_text(summary_html(result, ticked or [], notes), encoding="utf-8")
+        return str(name)
 
     def api(file_path: str | None) -> dict:
         try:
-            return triage.predict_bytes(_read_upload(file_path)).to_dict()
+            return predict_within_limit(pool, triage, _read_upload(file_path)).to_dict()
         except UploadError as err:
             return {"error": err.user_message}
 
@@ -204,7 +260,9 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
             go = gr.Button("Check my photo", variant="primary")
             card = gr.HTML()
             edu = gr.Markdown()
-            go.click(client, photo, [card, edu], api_visibility="private", concurrency_limit=2)
+            # preprocess=False: the photo reaches our own decoder untouched. gr.Image's preprocessing opens it
+            # with PIL first, so a file that is not a photo ended in a bare "Error" badge, never in our message.
+            go.click(client, photo, [card, edu], api_visibility="private", preprocess=False, **one_check_queue)
         with gr.Tab("Therapist"):
             t_photo = gr.Image(type="filepath", sources=["upload", "webcam"], label="Photo", buttons=[])
             t_go = gr.Button("Analyse", variant="primary")
@@ -223,7 +281,8 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
                 t_photo,
                 [t_card, t_probs, t_details, t_heat, state],
                 api_visibility="private",
-                concurrency_limit=2,
+                preprocess=False,  # as for the client tab
+                **one_check_queue,
             )
             t_sum.click(make_summary, [state, ticks, notes], t_file, api_visibility="private")
         with gr.Tab("Learn"):
@@ -236,7 +295,9 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
         api_in = gr.File(visible=False, type="filepath")
         api_out = gr.JSON(visible=False)
         api_btn = gr.Button(visible=False)
-        api_btn.click(api, api_in, api_out, api_name="triage", concurrency_limit=2)
+        api_btn.click(api, api_in, api_out, api_name="triage", **one_check_queue)
+    # The queue's bounds belong to the app, so every launcher gets them (serve.py sets the same values).
+    app.queue(default_concurrency_limit=limits.CONCURRENCY_LIMIT, max_size=limits.QUEUE_MAX_SIZE)
     return app
 
 
@@ -247,4 +308,4 @@ def about_markdown() -> str:
     return page("privacy") + "\n\n---\n\n" + body
 
 
-__all__ = ["build_app", "theme", "CSS", "UPLOAD_LIMIT", "outcome_card", "summary_html"]
+__all__ = ["build_app", "theme", "CSS", "UPLOAD_LIMIT", "outcome_card", "summary_html", "predict_within_limit"]

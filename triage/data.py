@@ -298,9 +298,7 @@ def data_card(records, kept, groups, splits, dropped, dropped_by_source, link_st
         "images_kept": len(kept),
         "dropped": dict(dropped),
         "dropped_by_source": {k: dict(v) for k, v in dropped_by_source.items()},
-        "per_outcome_split": {
-            o: {sp: sum(c[sp] for c in counts[o].values()) for sp in SPLITS} for o in OUTCOMES
-        },
+        "per_outcome_split": {o: {sp: sum(c[sp] for c in counts[o].values()) for sp in SPLITS} for o in OUTCOMES},
         "per_outcome_source_split": {o: {s: dict(c) for s, c in counts[o].items()} for o in OUTCOMES},
         "fitzpatrick_by_split": {sp: {str(k): v for k, v in sorted(fitz[sp].items())} for sp in SPLITS},
         "groups": len(sizes),
@@ -348,9 +346,7 @@ def render_data_card(card: dict) -> str:
         "|---|" + "---|" * 7,
     ]
     for sp, c in card["fitzpatrick_by_split"].items():
-        lines.append(
-            f"| {sp} | " + " | ".join(str(c.get(k, 0)) for k in ["-1", "1", "2", "3", "4", "5", "6"]) + " |"
-        )
+        lines.append(f"| {sp} | " + " | ".join(str(c.get(k, 0)) for k in ["-1", "1", "2", "3", "4", "5", "6"]) + " |")
     lines += ["", "## Dropped images", "", "| reason | count |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(card["dropped"].items())]
     lines += ["", "| source | reasons |", "|---|---|"]
@@ -418,14 +414,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--no-cache", action="store_true", help="skip writing the image cache")
     args = p.parse_args(argv)
-    names = (
-        list(REGISTRY) if args.sources == "all" else [s for s in args.sources.split(",") if s and s != "none"]
-    )
+    names = list(REGISTRY) if args.sources == "all" else [s for s in args.sources.split(",") if s and s != "none"]
     if names and not args.data_root:
         p.error("registered sources need --data-root or TRIAGE_DATA")
-    records = collect_records(
-        Path(args.data_root) if args.data_root else None, names, args.manifest, args.image_folder
-    )
+    records = collect_records(Path(args.data_root) if args.data_root else None, names, args.manifest, args.image_folder)
     card = build(records, Path(args.out), args.seed, args.workers, cache=not args.no_cache)
     print(
         json.dumps(

@@ -8,7 +8,7 @@ plain, kind ``user_message`` for the person. Technical details go to this
 module's logger only, and never the image bytes or its EXIF (which may hold a
 location or a name).
 
-Limits, checked in this order (each before any pixel is decoded):
+Limits (values in :mod:`triage.limits`), checked in this order, each before any pixel is decoded:
 
 * ``MAX_BYTES``: the upload's size in bytes.
 * ``MAX_JPEG_HEADER_PIXELS``: a JPEG's pixel count as declared in its header.
@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from triage import limits
+
 logger = logging.getLogger(__name__)
 
 # Pillow's plugins log every EXIF tag they parse (camera make, GPS position...) at DEBUG level. Keep that
@@ -38,38 +40,48 @@ logger = logging.getLogger(__name__)
 if logging.getLogger("PIL").level == logging.NOTSET:
     logging.getLogger("PIL").setLevel(logging.INFO)
 
-#: Largest upload accepted, in bytes (20 MiB): a phone's full-size HEIC or JPEG is 2-12 MB.
-MAX_BYTES = 20 * 1024 * 1024
-
-#: Most pixels we are willing to decode (40 MP, ~120 MB as RGB). For JPEG this applies after draft
-#: reduction; for every other format it applies to the header size, checked before decoding.
-MAX_PIXELS = 40_000_000
-
-#: Most pixels a JPEG header may declare. Draft decoding shrinks a JPEG by up to 8x per side, so this can
-#: exceed ``MAX_PIXELS``. It equals Pillow's default hard decompression-bomb limit (2 x 89,478,485), so
-#: our check and Pillow's agree; 108 MP phone sensors fit under it.
-MAX_JPEG_HEADER_PIXELS = 178_956_970
+# The limits live in triage.limits (one place for every serving limit); these module names are what the
+# functions below read, so tests can tighten one limit for this module alone.
+MAX_BYTES = limits.MAX_UPLOAD_BYTES
+MAX_PIXELS = limits.MAX_PIXELS
+MAX_JPEG_HEADER_PIXELS = limits.MAX_JPEG_HEADER_PIXELS
 
 #: Default longest side of the decoded photo. Large enough for the quality checks and the model's crop.
 DEFAULT_MAX_SIDE = 1024
+
+#: Smallest side a JPEG's reduced-scale (draft) decoding may go down to. Everything downstream works on far
+#: fewer pixels (quality checks on a 256 px shorter side, the model on a 176 px square), so 512 keeps a
+#: margin while letting a 12 MP photo decode at 1/4 scale instead of 1/2 (end to end 115 -> 57 ms median,
+#: measured side by side with ``bench/latency.py``'s photo).
+DRAFT_MIN_SIDE = 512
 
 #: Formats we open. Listing them stops Pillow from trying every plugin it has (EPS would call Ghostscript,
 #: and odd formats widen the attack surface). Pillow's JPEG opener also returns MPO (multi-picture) files,
 #: which is how many phone JPEGs open.
 _ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")
 _JPEG_FORMATS = ("JPEG", "MPO")
+#: Modes that Pillow resamples properly as they are (alpha premultiplied, 16 bits kept) and that
+#: :func:`_to_rgb` converts the same way at any size. Not here: palette and 1-bit images (Pillow resizes those
+#: nearest-neighbour only) and 32-bit integer or float (their scaling is chosen from the pixel range, which
+#: resampling overshoot can shift): those are converted first, then shrunk.
+_SHRINK_FIRST_MODES = frozenset(
+    {"L", "LA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I;16", "I;16L", "I;16B", "I;16N"}
+)
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
 _UNSUPPORTED_BRANDS = {b"avif", b"avis"}
 
 _MESSAGES: dict[str, str] = {
     "empty": "The file is empty. Please choose a photo and try again.",
-    "too_large_bytes": "This file is too large. Please send a photo smaller than 20 MB.",
+    "too_large_bytes": (
+        f"This file is too large. Please send a photo smaller than {limits.MAX_UPLOAD_BYTES // 2**20} MB."
+    ),
     "too_many_pixels": "This image is too large to open. Please send an ordinary phone photo.",
     "not_an_image": "This file doesn't look like a photo. Please send a JPEG, PNG or HEIC photo.",
     "unsupported": "This photo format isn't supported yet. Please send a JPEG, PNG or HEIC photo.",
     "truncated": "The photo seems to be incomplete. Please try sending it again.",
     "corrupt": "The photo seems to be damaged and can't be opened. Please take or choose another one.",
     "unreadable": "The file could not be read. Please choose the photo again.",
+    "timeout": "Checking this photo took too long. Please try again, or send an ordinary phone photo.",
 }
 
 
@@ -296,27 +308,43 @@ def _decode(data: bytes, formats: list[str], max_side: int) -> DecodedPhoto:
         if frames > 1:
             im.seek(0)
 
+        if not is_jpeg:
+            # PNG keeps EXIF after the pixels, so reading the orientation decodes the image; if that fails it is
+            # caught there and the load below decoded it all again (seconds, for a 69-byte PNG claiming
+            # 33554433 x 1). Nothing to draft outside JPEG, so load once, here. (Found by bench/fuzz_decode.py.)
+            im.load()
         orientation = _orientation(im)
         original_size = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
         if is_jpeg:
-            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: the result stays >= max_side on both axes where
-            # possible, so a 4000x3000 photo decodes in a fraction of the time and memory.
-            im.draft("RGB", (max_side, max_side))
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: the result stays >= DRAFT_MIN_SIDE (or max_side, if
+            # smaller) on both axes, so a 4000x3000 photo decodes at 1000x750 in a fraction of the time and memory.
+            im.draft("RGB", (min(max_side, DRAFT_MIN_SIDE),) * 2)
             if im.size[0] * im.size[1] > MAX_PIXELS:
                 logger.info("upload refused: JPEG still %dx%d after draft", *im.size)
                 raise UploadError("too_many_pixels")
 
         im.load()
+        if im.mode in _SHRINK_FIRST_MODES:
+            # Shrink before rotating or converting: at full size each of those copies the whole image, and
+            # converting 16-bit or alpha pixels takes several times its size (a 40 MP 16-bit PNG of 90 KB
+            # needed ~1 GB). In place, so the metadata that orientation reads below stays attached.
+            _shrink(im, max_side)
         oriented = _apply_orientation(im, orientation)
         rgb = _to_rgb(oriented)
-        if max(rgb.size) > max_side:
-            # thumbnail keeps the aspect ratio; reducing_gap uses a fast integer reduce first.
-            rgb = rgb.copy() if rgb is im else rgb
-            rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        _shrink(rgb, max_side)  # the modes converted at full size (palette, 1-bit, 32-bit)
         clean = strip_metadata(rgb)
 
     return DecodedPhoto(image=clean, original_size=original_size, format=fmt, frames=frames)
+
+
+def _shrink(image: Image.Image, max_side: int) -> None:
+    """Downscale ``image`` in place so its longer side is at most ``max_side`` (aspect ratio kept)."""
+    if max(image.size) > max_side:
+        # reducing_gap: a fast integer reduce first, then Lanczos on the smaller image. Pillow cannot reduce()
+        # 16-bit images, so those are resampled directly.
+        gap = None if image.mode.startswith("I;16") else 3.0
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=gap)
 
 
 def _apply_orientation(image: Image.Image, orientation: int) -> Image.Image:

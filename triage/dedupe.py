@@ -57,9 +57,7 @@ def signature(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     w, h = gray.size
     side = min(w, h)
     sq = gray.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
-    sq = sq.resize((64, 64), Image.Resampling.BILINEAR, reducing_gap=2.0).filter(
-        ImageFilter.GaussianBlur(1.0)
-    )
+    sq = sq.resize((64, 64), Image.Resampling.BILINEAR, reducing_gap=2.0).filter(ImageFilter.GaussianBlur(1.0))
     return _normalise(_band_pass(sq, THUMB)), _normalise(_band_pass(sq, FINE))
 
 

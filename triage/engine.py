@@ -89,7 +89,7 @@ def decide_outcome(
     idx = int(decide(probs[None], thresholds)[0])
     codes = []
     if OUTCOMES[idx] == "refer-to-doctor" and probs.argmax() != idx:
-        codes.append("refer_threshold" if probs[idx] >= thresholds.refer else "unsure")
+        codes.append("refer_threshold" if probs[idx] >= thresholds.refer_for(probs)[0] else "unsure")
     elif OUTCOMES[idx] == "refer-to-doctor" and probs.max() < thresholds.abstain:
         codes.append("unsure")
     return OUTCOMES[idx], codes
@@ -130,7 +130,10 @@ class Triage:
     def __init__(self, model: torch.nn.Module, meta: dict, quality: QualityThresholds | None = None) -> None:
         self.model = model.eval()
         self.meta = meta
-        self.thresholds = Thresholds(float(meta["refer_threshold"]), float(meta["abstain_threshold"]))
+        other = meta.get("refer_threshold_other")  # absent in older checkpoints: one refer threshold
+        self.thresholds = Thresholds(
+            float(meta["refer_threshold"]), float(meta["abstain_threshold"]), None if other is None else float(other)
+        )
         self.temperature = float(meta["temperature"])
         self.quality_thresholds = quality or QualityThresholds()
         self.version = str(meta.get("version", "unknown"))
@@ -155,31 +158,23 @@ class Triage:
         if verify:
             sha_file = Path(str(path) + ".sha256")
             if not sha_file.is_file():
-                raise ModelLoadError(
-                    f"No recorded sha256 ({sha_file.name}) next to {path.name}; refusing to load."
-                )
+                raise ModelLoadError(f"No recorded sha256 ({sha_file.name}) next to {path.name}; refusing to load.")
             expected = sha_file.read_text().split()[0].strip().lower()
             actual = sha256_file(path)
             if actual != expected:
-                raise ModelLoadError(
-                    f"{path.name} does not match its recorded sha256: the file is damaged or altered."
-                )
+                raise ModelLoadError(f"{path.name} does not match its recorded sha256: the file is damaged or altered.")
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
             meta = ckpt["meta"]
             if list(meta["classes"]) != list(OUTCOMES):
-                raise ModelLoadError(
-                    f"{path.name} was trained for classes {meta['classes']}, not {list(OUTCOMES)}."
-                )
+                raise ModelLoadError(f"{path.name} was trained for classes {meta['classes']}, not {list(OUTCOMES)}.")
             model = build_model(meta["arch"], len(OUTCOMES), None, float(meta.get("dropout", 0.2)))
             model.load_state_dict(ckpt["state_dict"], strict=True)
         except ModelLoadError:
             raise
         except Exception as err:  # noqa: BLE001 - any failure here means "not a usable checkpoint"
             log.error("checkpoint %s failed to load: %r", path, err)
-            raise ModelLoadError(
-                f"{path.name} is not a readable triage checkpoint ({type(err).__name__})."
-            ) from err
+            raise ModelLoadError(f"{path.name} is not a readable triage checkpoint ({type(err).__name__}).") from err
         return cls(model.to(memory_format=torch.channels_last), meta)
 
     # -- model -----------------------------------------------------------------

@@ -21,9 +21,7 @@ from triage.outcomes import CANT_ASSESS, OUTCOMES, REFER
 from triage.sources import read_manifest
 
 
-def evaluate(
-    triage: Triage, manifest: str | Path, out: str | Path, gate: bool = True, bootstrap: int = 1000
-) -> dict:
+def evaluate(triage: Triage, manifest: str | Path, out: str | Path, gate: bool = True, bootstrap: int = 1000) -> dict:
     """Run the engine over a manifest and write metrics.json, report.md and two PNGs.
 
     Returns:
@@ -51,12 +49,8 @@ def evaluate(
     y, pred, probs = np.array(y, dtype=int), np.array(pred, dtype=int), np.array(probs, dtype=float)
     src, fitz, declined = np.array(src), np.array(fitz), np.array(declined, dtype=bool)
     result = M.summary(y, pred, probs)
-    result["balanced_accuracy_ci95"] = M.bootstrap_ci(
-        y, pred, M.balanced_accuracy, n=bootstrap, groups=groups
-    )
-    result["refer_sensitivity_ci95"] = M.bootstrap_ci(
-        y, pred, M.refer_sensitivity, n=bootstrap, groups=groups
-    )
+    result["balanced_accuracy_ci95"] = M.bootstrap_ci(y, pred, M.balanced_accuracy, n=bootstrap, groups=groups)
+    result["refer_sensitivity_ci95"] = M.bootstrap_ci(y, pred, M.refer_sensitivity, n=bootstrap, groups=groups)
     result["decline_rate"] = round(float(declined.mean()), 4) if len(declined) else float("nan")
     result["unreadable"] = unreadable
     for key, values in (("by_source", src), ("by_fitzpatrick", fitz)):

@@ -53,9 +53,7 @@ def _replace_head(model: nn.Module, num_classes: int, dropout: float) -> nn.Modu
     return model
 
 
-def build_model(
-    arch: str, num_classes: int, init: str | Path | None = None, dropout: float = 0.2
-) -> nn.Module:
+def build_model(arch: str, num_classes: int, init: str | Path | None = None, dropout: float = 0.2) -> nn.Module:
     """Build ``arch`` with a fresh ``num_classes`` head.
 
     Args:
@@ -76,6 +74,61 @@ def build_model(
         if init is not None:
             model.load_state_dict(torch.load(init, map_location="cpu", weights_only=True), strict=True)
     return _replace_head(model, num_classes, dropout)
+
+
+def _is_folded(bn: nn.BatchNorm2d) -> bool:
+    """A batch-norm layer left as an identity by BN folding: mean 0, variance 1 - eps, weight 1, never updated."""
+    return (
+        int(bn.num_batches_tracked) == 0
+        and bool(torch.all(bn.running_mean == 0))
+        and bool(torch.allclose(bn.running_var + bn.eps, torch.ones_like(bn.running_var)))
+        and bool(torch.all(bn.weight == 1))
+    )
+
+
+@torch.no_grad()
+def unfold_batchnorm(model: nn.Module, x: torch.Tensor) -> int:
+    """Give folded (identity) batch-norm layers real statistics without changing the network's function.
+
+    Weights converted from a BN-folded release (our MobileNetV3-Small file) keep every BN layer as an
+    identity: the scale lives in the convolution and the shift in the BN bias, so activations have
+    per-channel spreads of ~10 or more. Fine-tuning puts BN in training mode, which standardises each
+    channel with batch statistics and so throws that calibration away: the pretrained function is
+    lost in the first step. Here each folded layer gets the mean ``m`` and variance ``v`` of its input
+    on ``x`` (a batch of training photos), with weight ``sqrt(v + eps)`` and bias ``bias + m``: in
+    evaluation mode it computes exactly the same function as before, and in training mode (batch
+    statistics close to ``m``, ``v``) nearly the same one.
+
+    Args:
+        model: the network (any mode; restored afterwards).
+        x: a representative input batch, already normalised.
+
+    Returns:
+        the number of layers unfolded (0 for an ordinary checkpoint, which is left untouched).
+    """
+    folded = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d) and _is_folded(m)]
+    if not folded:
+        return 0
+    stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def hook(mod, inputs, _out):
+        t = inputs[0].double()
+        stats[mod] = (t.mean((0, 2, 3)), t.var((0, 2, 3), unbiased=False))
+
+    handles = [m.register_forward_hook(hook) for m in folded]
+    was_training = model.training
+    model.eval()  # identity BN: every layer sees the pretrained network's true activations
+    model(x)
+    model.train(was_training)
+    for h in handles:
+        h.remove()
+    for m in folded:
+        mean, var = stats[m]
+        m.running_mean.copy_(mean)
+        m.running_var.copy_(var)
+        m.weight.copy_((var + m.eps).sqrt())
+        m.bias.add_(mean)
+    return len(folded)
 
 
 def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

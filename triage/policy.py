@@ -10,9 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from triage.outcomes import OUTCOMES, REFER
+from triage.outcomes import MILIA, OTHER, OUTCOMES, PUSTULE, REFER
 
 REFER_IDX = OUTCOMES.index(REFER)
+OTHER_IDX = OUTCOMES.index(OTHER)
+#: Outcomes that lead towards an extraction facial: a true refer-to-doctor photo sent there is an unsafe miss.
+RISKY_IDX = [OUTCOMES.index(MILIA), OUTCOMES.index(PUSTULE)]
 
 
 @dataclass(frozen=True)
@@ -22,10 +25,26 @@ class Thresholds:
     Attributes:
         refer: refer-to-doctor whenever its probability is at least this.
         abstain: refer-to-doctor whenever the top probability is below this.
+        refer_other: the refer threshold when the likeliest other outcome is "other" (see :meth:`refer_for`).
     """
 
     refer: float = 0.5
     abstain: float = 0.0
+    refer_other: float | None = None
+
+    def refer_for(self, probs: np.ndarray) -> np.ndarray:
+        """The refer threshold that applies to each row of ``(N, 4)`` probabilities.
+
+        ``refer`` where the most likely of the three other outcomes is milia-like or pustule (outcomes that
+        lead to an extraction facial, so a missed referral there is the unsafe kind); ``refer_other``
+        (never below ``refer``) where it is "other". ``None`` uses ``refer`` everywhere.
+        """
+        probs = np.atleast_2d(probs)
+        if self.refer_other is None:
+            return np.full(len(probs), self.refer)
+        non_refer = [i for i in range(probs.shape[1]) if i != REFER_IDX]
+        other = np.asarray(non_refer)[probs[:, non_refer].argmax(1)] == OTHER_IDX
+        return np.where(other, max(self.refer_other, self.refer), self.refer)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -39,12 +58,12 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 def decide(probs: np.ndarray, t: Thresholds) -> np.ndarray:
     """Apply the policy to ``(N, 4)`` probabilities; returns outcome indices.
 
-    refer-to-doctor when its probability reaches ``t.refer`` or when the model
+    refer-to-doctor when its probability reaches ``t.refer_for(probs)`` or when the model
     is unsure (top probability below ``t.abstain``); otherwise the top class.
     """
     probs = np.atleast_2d(probs)
     pred = probs.argmax(1)
-    refer = (probs[:, REFER_IDX] >= t.refer) | (probs.max(1) < t.abstain)
+    refer = (probs[:, REFER_IDX] >= t.refer_for(probs)) | (probs.max(1) < t.abstain)
     return np.where(refer, REFER_IDX, pred)
 
 
@@ -53,35 +72,45 @@ def choose_thresholds(
     y_true: np.ndarray,
     min_refer_sensitivity: float = 0.95,
     max_unsafe_miss: float = 0.02,
+    separate_other: bool = True,
 ) -> tuple[Thresholds, dict]:
     """Pick the operating point on validation data.
 
-    Searches a grid of (refer, abstain) thresholds and keeps the one with the
-    best balanced accuracy among those meeting the refer-sensitivity and
-    unsafe-miss constraints; if none does, the most sensitive one.
+    Searches a grid of (refer, refer_other, abstain) thresholds and keeps the one with the best balanced
+    accuracy among those meeting the refer-sensitivity and unsafe-miss constraints; if none does, the most
+    sensitive one. ``refer_other`` (searched from ``refer`` up, only when ``separate_other``) lets photos
+    that look most like "other" keep that answer at a higher refer probability than milia-like or pustule
+    answers, whose misses are the unsafe ones.
 
     Returns:
         the thresholds and the validation metrics they reach.
     """
-    from triage.metrics import balanced_accuracy, refer_sensitivity, unsafe_miss_rate
+    from triage.metrics import confusion
 
     y_true = np.asarray(y_true)
-    best = None
-    fallback = None
-    for refer in np.round(np.arange(0.02, 0.61, 0.01), 2):
-        for abstain in np.round(np.arange(0.0, 0.71, 0.05), 2):
-            t = Thresholds(float(refer), float(abstain))
-            pred = decide(probs, t)
-            sens = refer_sensitivity(y_true, pred)
-            miss = unsafe_miss_rate(y_true, pred)
-            bacc = balanced_accuracy(y_true, pred)
-            row = {"refer_sensitivity": sens, "unsafe_miss_rate": miss, "balanced_accuracy": bacc}
-            if sens >= min_refer_sensitivity and miss <= max_unsafe_miss:
-                if best is None or bacc > best[1]["balanced_accuracy"]:
-                    best = (t, row)
-            if fallback is None or (sens, bacc) > (
-                fallback[1]["refer_sensitivity"],
-                fallback[1]["balanced_accuracy"],
-            ):
-                fallback = (t, row)
+    probs = np.atleast_2d(probs)
+    n_classes = len(OUTCOMES)
+    support = np.bincount(y_true, minlength=n_classes)
+    n_refer = max(int(support[REFER_IDX]), 1)
+    present = support > 0
+    best = fallback = None
+    grid = np.round(np.arange(0.02, 0.61, 0.01), 2)
+    other_grid = np.round(np.arange(0.02, 0.81, 0.02), 2)
+    for refer in grid:
+        for refer_other in [None] + ([float(v) for v in other_grid if v > refer] if separate_other else []):
+            for abstain in np.round(np.arange(0.0, 0.71, 0.05), 2):
+                t = Thresholds(float(refer), float(abstain), refer_other)
+                cm = confusion(y_true, decide(probs, t))
+                recall = np.diag(cm)[present] / support[present]
+                row = {
+                    "refer_sensitivity": float(cm[REFER_IDX, REFER_IDX] / n_refer),
+                    "unsafe_miss_rate": float(cm[REFER_IDX, RISKY_IDX].sum() / n_refer),
+                    "balanced_accuracy": float(recall.mean()),
+                }
+                if row["refer_sensitivity"] >= min_refer_sensitivity and row["unsafe_miss_rate"] <= max_unsafe_miss:
+                    if best is None or row["balanced_accuracy"] > best[1]["balanced_accuracy"]:
+                        best = (t, row)
+                key = (row["refer_sensitivity"], row["balanced_accuracy"])
+                if fallback is None or key > (fallback[1]["refer_sensitivity"], fallback[1]["balanced_accuracy"]):
+                    fallback = (t, row)
     return best if best is not None else fallback

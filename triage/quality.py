@@ -38,16 +38,10 @@ REASONS: tuple[str, ...] = (TOO_SMALL, TOO_BLURRY, TOO_DARK, TOO_BRIGHT, TOO_LIT
 
 #: One plain sentence per reason: what went wrong and what to do. No medical judgement in them.
 MESSAGES: dict[str, str] = {
-    TOO_SMALL: (
-        "The photo is too small to see the spot. Please send a larger photo, taken closer to the spot."
-    ),
-    TOO_BLURRY: (
-        "The photo is too blurry to assess. Hold the phone steady, tap to focus on the spot and try again."
-    ),
+    TOO_SMALL: ("The photo is too small to see the spot. Please send a larger photo, taken closer to the spot."),
+    TOO_BLURRY: ("The photo is too blurry to assess. Hold the phone steady, tap to focus on the spot and try again."),
     TOO_DARK: "The photo is too dark. Please take it again in good daylight or with more light on the spot.",
-    TOO_BRIGHT: (
-        "The photo is too bright or washed out. Please avoid direct flash or strong sunlight and try again."
-    ),
+    TOO_BRIGHT: ("The photo is too bright or washed out. Please avoid direct flash or strong sunlight and try again."),
     TOO_LITTLE_SKIN: (
         "We can't see enough skin in this photo. Please take a close-up with the spot in the middle "
         "and skin filling most of the picture."
@@ -194,9 +188,7 @@ def reasons_for(measures: dict[str, float], thresholds: QualityThresholds) -> li
         TOO_SMALL: measures["min_side"] < t.min_side,
         TOO_BLURRY: measures["sharpness"] < t.min_sharpness,
         TOO_DARK: measures["brightness"] < t.min_brightness or measures["dark_clip"] > t.max_dark_clip,
-        TOO_BRIGHT: (
-            measures["brightness"] > t.max_brightness or measures["highlight_clip"] > t.max_highlight_clip
-        ),
+        TOO_BRIGHT: (measures["brightness"] > t.max_brightness or measures["highlight_clip"] > t.max_highlight_clip),
         TOO_LITTLE_SKIN: measures["skin_fraction"] < t.min_skin_fraction,
     }
     return [r for r in REASONS if failed[r]]

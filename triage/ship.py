@@ -72,7 +72,7 @@ def render_card(meta: dict, report: dict, size_mb: float, sha: str, command: str
         "",
         "| model | balanced acc. | refer sens. | unsafe miss | milia recall | milia precision | ECE | macro F1 |",
         "|---|---|---|---|---|---|---|---|",
-        _row("shipped (balanced sampling, phone augmentation, calibrated, refer operating point)", t),
+        _row("shipped (balanced sampling, phone augmentation, calibrated, safety operating point)", t),
     ]
     if "standard_recipe" in report:
         lines.append(_row("standard recipe (plain CE, no balancing, argmax)", report["standard_recipe"]["test"]))
@@ -123,13 +123,18 @@ def render_card(meta: dict, report: dict, size_mb: float, sha: str, command: str
         "## Calibration and operating point",
         f"- Temperature {m['temperature']:.3f} (validation NLL {m['val_nll_before']:.3f} → {m['val_nll_after']:.3f}); "
         f"test ECE {m['test_ece_uncalibrated']:.3f} before, {t.get('ece')} after.",
-        f"- refer-to-doctor whenever its probability ≥ {meta['refer_threshold']}, or the top probability < "
-        f"{meta['abstain_threshold']}; chosen on validation for refer sensitivity ≥ 0.95 and unsafe-miss ≤ 0.02 "
+        f"- refer-to-doctor whenever its probability ≥ {meta['refer_threshold']} (≥ "
+        f"{meta.get('refer_threshold_other') or meta['refer_threshold']} when the likeliest other outcome is "
+        f"'other'), or the top probability < {meta['abstain_threshold']}; chosen on validation for refer "
+        "sensitivity ≥ 0.95 and unsafe-miss ≤ 0.02 "
         f"(validation: {json.dumps({k: round(v, 4) for k, v in m['val_operating_point'].items()})}).",
         f"- Out-of-distribution gate: Mahalanobis distance on pooled features, threshold = the "
         f"{meta['ood']['quantile']:.0%} quantile of validation scores ({meta['ood']['threshold']:.2f}).",
         "",
         "## Known failure modes",
+        f"- The safety operating point sends many pustule and 'other' photos to refer-to-doctor (test recall "
+        f"{t['per_class']['pustule']['recall']} and {t['per_class']['other']['recall']}): the price of refer "
+        "sensitivity ≥ 0.95 with this small model. A client then hears 'see a doctor first', never 'book'.",
         "- Source shortcut: most 'other' examples are dermoscopic (HAM10000, ISIC) while milia and pustules are "
         "clinical web photos; clinical 'other' photos (atlas moles, keloids) are the weakest group.",
         "- Milia examples are few (443 images, mostly one web-scraped source); the roboflow 'Milium' label is noisy.",

@@ -14,19 +14,21 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import yaml
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, WeightedRandomSampler
 from tqdm import tqdm
 
 from triage import metrics as M
 from triage.augment import train_transform
 from triage.calibration import fit_temperature, nll
-from triage.models import BACKBONES, build_model, classify_features, features
+from triage.models import BACKBONES, build_model, classify_features, features, unfold_batchnorm
 from triage.ood import fit_ood
 from triage.outcomes import OUTCOMES
 from triage.policy import Thresholds, choose_thresholds, decide, softmax
@@ -53,7 +55,7 @@ class TrainConfig:
     weight_decay: float = 0.02
     label_smoothing: float = 0.05
     dropout: float = 0.2
-    balance: str = "class_source"  # "class_source" | "class" | "none"
+    balance: str = "class_source"  # "sqrt_class_source" | "class_source" | "class" | "none"
     tight_crop_p: float = 0.35
     augment: str = "phone"  # "phone" | "standard"
     calibrate: bool = True
@@ -72,6 +74,104 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+#: Seed offset per rank for augmentation, dropout and loader workers: ranks must not draw the same random
+#: crops for their different images. Rank 0 (and a single process) gets offset 0, so its seeds are unchanged.
+RANK_SEED_STRIDE = 7919
+
+#: How long a rank waits in a collective. Long, because ranks other than 0 wait while rank 0 alone validates
+#: every epoch and calibrates / evaluates after training (minutes on the full data on a CPU).
+DIST_TIMEOUT = timedelta(hours=2)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process stands in a distributed (DDP) run; the default is a single process.
+
+    Attributes:
+        rank: global rank; 0 writes the run folder.
+        world_size: number of processes.
+        local_rank: rank on this node (picks the GPU).
+        device: the GPU of this rank with NCCL; ``None`` keeps everything on the CPU as in a single process.
+        owns_group: this module initialised the process group (and so destroys it).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device | None = None
+    owns_group: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        """More than one process."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that logs, validates and writes."""
+        return self.rank == 0
+
+
+def init_distributed() -> DistInfo:
+    """Join the process group that ``torchrun`` describes (``WORLD_SIZE`` > 1), or use one already set up.
+
+    NCCL on GPUs (one per local rank), gloo on CPUs. Without ``WORLD_SIZE`` (a plain ``python train.py``)
+    this does nothing and returns the single-process default.
+    """
+    owns = False
+    if not (dist.is_available() and dist.is_initialized()):
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return DistInfo()
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=DIST_TIMEOUT)
+        owns = True
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if world <= 1:
+        return DistInfo(owns_group=owns)
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    device = None
+    if dist.get_backend() == "nccl":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    return DistInfo(rank, world, local, device, owns)
+
+
+def finish_distributed(dd: DistInfo) -> None:
+    """Leave the process group if :func:`init_distributed` created it."""
+    if dd.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class DistributedWeightedSampler(Sampler[int]):
+    """Weighted sampling with replacement, shared out across DDP ranks.
+
+    Every rank draws the same weighted index list from ``seed + epoch`` and
+    keeps every ``num_replicas``-th index from its rank on, so together the
+    ranks see one class-balanced draw of ``num_samples`` images per epoch
+    (like :class:`WeightedRandomSampler` in a single process) without any
+    communication beyond the shared seed. Call :meth:`set_epoch` each epoch.
+    """
+
+    def __init__(self, weights, num_samples: int, num_replicas: int, rank: int, seed: int = 0) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
+        self.weights = torch.as_tensor(weights, dtype=torch.double)
+        self.num_replicas, self.rank, self.seed, self.epoch = num_replicas, rank, seed, 0
+        self.num_samples = math.ceil(num_samples / num_replicas)  # per rank: all ranks take equal steps
+        self.total_size = self.num_samples * num_replicas
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw a new list next time (the same on every rank)."""
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        idx = torch.multinomial(self.weights, self.total_size, replacement=True, generator=g)
+        return iter(idx[self.rank : self.total_size : self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 @dataclass
@@ -126,17 +226,27 @@ def sample_weights(y: np.ndarray, source: np.ndarray, mode: str) -> np.ndarray:
     within an outcome each source gets weight proportional to the square root
     of its size, so small clinical sources of an outcome are not drowned by
     one large (e.g. dermoscopic) source - the shortcut we most fear.
+    ``sqrt_class_source``: as ``class_source``, but each outcome's share is
+    proportional to the square root of its size: the rare outcomes are still
+    drawn several times more often than their share (milia-like 2% of the
+    photos -> 9% of the draws), while refer-to-doctor, the most varied
+    outcome, keeps enough draws for the model to rank it well, which the
+    safety operating point (refer sensitivity >= 0.95) depends on.
     """
     w = np.zeros(len(y), dtype=np.float64)
-    for c in np.unique(y):
+    classes, class_counts = np.unique(y, return_counts=True)
+    class_share = dict(zip(classes, np.sqrt(class_counts) / np.sqrt(class_counts).sum(), strict=True))
+    for c in classes:
         in_c = y == c
-        if mode == "class_source":
+        if mode in ("class_source", "sqrt_class_source"):
             srcs, counts = np.unique(source[in_c], return_counts=True)
             share = np.sqrt(counts) / np.sqrt(counts).sum()
             for s, n, sh in zip(srcs, counts, share, strict=True):
                 w[in_c & (source == s)] = sh / n
         else:
             w[in_c] = 1.0 / in_c.sum()
+        if mode == "sqrt_class_source":
+            w[in_c] *= class_share[c]
     return w / w.sum()
 
 
@@ -153,16 +263,18 @@ def _init_path(cfg: TrainConfig) -> str | None:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, cache, rows, size, mean, std, batch: int = 128, want_features=False):
-    """Eval-transform logits (and pooled features) for cache rows."""
+def predict_logits(model: nn.Module, cache, rows, size, mean, std, batch: int = 128, want_features=False, device=None):
+    """Eval-transform logits (and pooled features) for cache rows (on ``device`` if given, else the CPU)."""
     model.eval()
     outs, feats = [], []
     for i in range(0, len(rows), batch):
         x = eval_batch([np.asarray(cache[r]) for r in rows[i : i + batch]], size, mean, std)
+        if device is not None:
+            x = x.to(device)
         f = features(model, x)
-        outs.append(classify_features(model, f))
+        outs.append(classify_features(model, f).cpu())
         if want_features:
-            feats.append(f)
+            feats.append(f.cpu())
     logits = torch.cat(outs).numpy() if outs else np.zeros((0, len(OUTCOMES)))
     if want_features:
         return logits, (torch.cat(feats).numpy() if feats else np.zeros((0, 1)))
@@ -171,7 +283,16 @@ def predict_logits(model: nn.Module, cache, rows, size, mean, std, batch: int = 
 
 @torch.no_grad()
 def recalibrate_batchnorm(
-    model: nn.Module, cache, rows: np.ndarray, size: int, mean, std, n: int = 1200, batch: int = 48, seed: int = 0
+    model: nn.Module,
+    cache,
+    rows: np.ndarray,
+    size: int,
+    mean,
+    std,
+    n: int = 1200,
+    batch: int = 48,
+    seed: int = 0,
+    device=None,
 ) -> nn.Module:
     """Re-estimate batch-norm statistics on evaluation-transformed training photos ("precise BN").
 
@@ -180,7 +301,8 @@ def recalibrate_batchnorm(
     than the ones served, and evaluation-mode outputs collapse onto one class.
     Averaging the statistics over plain, eval-transformed training photos makes
     evaluation and serving see the statistics of what they are given. Uses
-    training data only; restores each layer's momentum afterwards.
+    training data only; restores each layer's momentum afterwards. ``device``: where the model is
+    (``None``: the CPU).
     """
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     momenta = [m.momentum for m in bns]
@@ -191,11 +313,18 @@ def recalibrate_batchnorm(
     model.train()
     pick = np.random.default_rng(seed).choice(len(rows), min(n, len(rows)), replace=False)
     for i in range(0, len(pick), batch):
-        model(eval_batch([np.asarray(cache[r]) for r in rows[pick[i : i + batch]]], size, mean, std))
+        x = eval_batch([np.asarray(cache[r]) for r in rows[pick[i : i + batch]]], size, mean, std)
+        model(x if device is None else x.to(device))
     for m, mom in zip(bns, momenta, strict=True):
         m.momentum = mom
     model.train(was_training)
     return model
+
+
+def _calibration_batch(cache, rows: np.ndarray, cfg: TrainConfig, spec, n: int = 256) -> torch.Tensor:
+    """A fixed, seeded sample of eval-transformed training photos (for :func:`unfold_batchnorm`)."""
+    pick = np.sort(np.random.default_rng(cfg.seed).choice(len(rows), min(n, len(rows)), replace=False))
+    return eval_batch([np.asarray(cache[r]) for r in rows[pick]], cfg.image_size, spec.mean, spec.std)
 
 
 def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
@@ -205,20 +334,48 @@ def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * p))
 
 
-def train_model(cfg: TrainConfig, cache, splits, run_dir: Path, resume: bool = False, tag: str = "model"):
-    """Fine-tune one model; return the best-on-validation copy and the epoch summary."""
+def train_model(
+    cfg: TrainConfig,
+    cache,
+    splits,
+    run_dir: Path,
+    resume: bool = False,
+    tag: str = "model",
+    dist_info: DistInfo | None = None,
+):
+    """Fine-tune one model; return the best-on-validation copy and the epoch summary.
+
+    With ``dist_info`` of a DDP run, every rank trains on its share of each epoch's (balanced) draw with
+    ``cfg.batch_size`` images per step, and rank 0 alone validates, keeps the best copy and writes; the
+    other ranks return their last weights and the epochs' training rows only. Without it (a single process)
+    nothing differs from before DDP support.
+    """
+    dd = dist_info or DistInfo()
     spec = BACKBONES[cfg.arch]
     model = build_model(cfg.arch, len(OUTCOMES), _init_path(cfg), cfg.dropout).to(memory_format=torch.channels_last)
+    # Before any training-mode step; a resumed run overwrites all of it with its saved state.
+    unfold_batchnorm(model, _calibration_batch(cache, splits["train"].rows, cfg, spec))
+    if dd.device is not None:
+        model = model.to(dd.device)
+    aug_seed = cfg.seed + RANK_SEED_STRIDE * dd.rank  # == cfg.seed in a single process
     if cfg.augment == "standard":
         import albumentations as A
 
-        tf = A.Compose([A.RandomResizedCrop(size=(cfg.image_size,) * 2), A.HorizontalFlip()], seed=cfg.seed)
+        tf = A.Compose([A.RandomResizedCrop(size=(cfg.image_size,) * 2), A.HorizontalFlip()], seed=aug_seed)
     else:
-        tf = train_transform(cfg.image_size, cfg.seed, cfg.tight_crop_p)
+        tf = train_transform(cfg.image_size, aug_seed, cfg.tight_crop_p)
     tr = splits["train"]
     ds = CachedImages(cache, tr, tf, spec.mean, spec.std)
     g = torch.Generator().manual_seed(cfg.seed)
-    if cfg.balance == "none":
+    if dd.enabled:
+        # Each rank takes its slice of one shared draw per epoch; balancing works as in a single process.
+        if cfg.balance == "none":
+            sampler = DistributedSampler(ds, dd.world_size, dd.rank, shuffle=True, seed=cfg.seed)
+        else:
+            w = sample_weights(tr.y, tr.source, cfg.balance)
+            sampler = DistributedWeightedSampler(w, len(tr.y), dd.world_size, dd.rank, seed=cfg.seed)
+        loader_kw = {"sampler": sampler}
+    elif cfg.balance == "none":
         loader_kw = {"shuffle": True}
     else:
         w = sample_weights(tr.y, tr.source, cfg.balance)
@@ -229,10 +386,17 @@ def train_model(cfg: TrainConfig, cache, splits, run_dir: Path, resume: bool = F
         num_workers=cfg.workers,
         drop_last=True,
         generator=g,
-        worker_init_fn=lambda wid: np.random.seed(cfg.seed * 1000 + wid),
+        worker_init_fn=lambda wid: np.random.seed(aug_seed * 1000 + wid),
         persistent_workers=cfg.workers > 0,
         **loader_kw,
     )
+    net: nn.Module = model
+    if dd.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Dropout masks must differ between ranks too (the model's initial weights come from rank 0).
+        torch.manual_seed(cfg.seed + RANK_SEED_STRIDE * dd.rank)
+        net = DistributedDataParallel(model, device_ids=[dd.device] if dd.device is not None else None)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     steps_per_epoch = min(len(loader), cfg.max_batches) if cfg.max_batches else len(loader)
@@ -248,21 +412,43 @@ def train_model(cfg: TrainConfig, cache, splits, run_dir: Path, resume: bool = F
         # A resumed run must not replay epoch 1's sampling and augmentation.
         g.manual_seed(cfg.seed + 1000 * start_epoch)
         if hasattr(tf, "set_random_seed"):
-            tf.set_random_seed(cfg.seed + 1000 * start_epoch)
+            tf.set_random_seed(aug_seed + 1000 * start_epoch)
         log.info("resumed %s at epoch %d", tag, start_epoch)
+    if dd.enabled:
+        # Every rank reads the saved state itself: all must have found the same one (a run folder shared by
+        # all nodes), or they would run different numbers of epochs and hang.
+        got = torch.tensor([start_epoch], device=dd.device)
+        lo, hi = got.clone(), got.clone()
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+        if lo.item() != hi.item():
+            raise RuntimeError(
+                f"ranks resume {tag} at different epochs ({lo.item()}-{hi.item()}): "
+                "every node needs the same run folder"
+            )
     val = splits["val"]
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
+        if dd.enabled:
+            loader.sampler.set_epoch(epoch)
         t0 = time.time()
         run_loss, seen = 0.0, 0
-        bar = tqdm(loader, total=steps_per_epoch, desc=f"{tag} epoch {epoch + 1}/{cfg.epochs}", unit="batch")
+        bar = tqdm(
+            loader,
+            total=steps_per_epoch,
+            desc=f"{tag} epoch {epoch + 1}/{cfg.epochs}",
+            unit="batch",
+            disable=not dd.is_main,
+        )
         for step, (x, y) in enumerate(bar):
             if step >= steps_per_epoch:
                 break
             for grp in opt.param_groups:
                 grp["lr"] = _lr_at(epoch * steps_per_epoch + step, total, max(1, total // 20), cfg.lr)
+            if dd.device is not None:
+                x, y = x.to(dd.device, non_blocking=True), y.to(dd.device, non_blocking=True)
             x = x.contiguous(memory_format=torch.channels_last)
-            loss = loss_fn(model(x), y)
+            loss = loss_fn(net(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -270,8 +456,20 @@ def train_model(cfg: TrainConfig, cache, splits, run_dir: Path, resume: bool = F
             seen += len(y)
             bar.set_postfix(loss=f"{run_loss / seen:.3f}")
         train_time = time.time() - t0
-        recalibrate_batchnorm(model, cache, tr.rows, cfg.image_size, spec.mean, spec.std, seed=cfg.seed + epoch)
-        logits = predict_logits(model, cache, val.rows, cfg.image_size, spec.mean, spec.std)
+        if dd.enabled:
+            # The summary reports the whole job: loss over all ranks' images, images per second of all ranks.
+            tot = torch.tensor([run_loss, float(seen)], dtype=torch.float64, device=dd.device)
+            dist.all_reduce(tot)
+            run_loss, seen = float(tot[0]), int(tot[1])
+            if not dd.is_main:
+                # Rank 0 validates and writes alone; this rank waits in the next epoch's first collective,
+                # where DDP also hands it rank 0's re-estimated batch-norm statistics.
+                history.append({"epoch": epoch + 1, "train_loss": round(run_loss / max(seen, 1), 4)})
+                continue
+        recalibrate_batchnorm(
+            model, cache, tr.rows, cfg.image_size, spec.mean, spec.std, seed=cfg.seed + epoch, device=dd.device
+        )
+        logits = predict_logits(model, cache, val.rows, cfg.image_size, spec.mean, spec.std, device=dd.device)
         pred = logits.argmax(1)
         bacc = M.balanced_accuracy(val.y, pred) if len(val.y) else 0.0
         row = {
@@ -299,7 +497,8 @@ def train_model(cfg: TrainConfig, cache, splits, run_dir: Path, resume: bool = F
         )
         _write_summary(run_dir / f"{tag}_summary.csv", history)
         log.info("%s epoch %d: %s", tag, epoch + 1, row)
-    model.load_state_dict(best_state)
+    if dd.is_main:
+        model.load_state_dict(best_state)
     return model, history
 
 
@@ -363,13 +562,19 @@ def fit_probe(train_f, train_y, val_f, val_y, seed: int = 0) -> nn.Linear:
 def run(cfg: TrainConfig, resume_dir: str | None = None) -> Path:
     """Train, calibrate, evaluate and write a self-describing run folder.
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process trains its share with DDP and only rank 0 writes
+    the run folder, validates, calibrates and evaluates; a plain single process runs exactly as before.
+
     Returns:
         the run folder, holding ``config.yaml``, ``*_summary.csv``, ``model.pt``,
         ``metrics.json`` and ``train.log``.
     """
+    dd = init_distributed()
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     run_dir = Path(resume_dir) if resume_dir else Path(cfg.out) / (cfg.name or time.strftime("%Y%m%d-%H%M%S"))
+    if not dd.is_main:
+        return _run_other_rank(cfg, dd, run_dir, resume_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     fh = logging.FileHandler(run_dir / "train.log")
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -382,17 +587,20 @@ def run(cfg: TrainConfig, resume_dir: str | None = None) -> Path:
     val, test = splits["val"], splits["test"]
     report: dict = {"data_fingerprint": fp}
 
-    model, history = train_model(cfg, cache, splits, run_dir, resume=resume_dir is not None)
+    model, history = train_model(cfg, cache, splits, run_dir, resume=resume_dir is not None, dist_info=dd)
     train_seconds = time.time() - t_start
-    val_logits, val_f = predict_logits(model, cache, val.rows, cfg.image_size, spec.mean, spec.std, want_features=True)
+    dev = dd.device
+    val_logits, val_f = predict_logits(
+        model, cache, val.rows, cfg.image_size, spec.mean, spec.std, want_features=True, device=dev
+    )
     temperature = fit_temperature(val_logits, val.y) if cfg.calibrate else 1.0
     val_probs = softmax(val_logits, temperature)
     thresholds, val_point = choose_thresholds(val_probs, val.y, cfg.min_refer_sensitivity)
     tr_logits, tr_f = predict_logits(
-        model, cache, splits["train"].rows, cfg.image_size, spec.mean, spec.std, want_features=True
+        model, cache, splits["train"].rows, cfg.image_size, spec.mean, spec.std, want_features=True, device=dev
     )
     ood = fit_ood(tr_f, splits["train"].y, val_f, cfg.ood_quantile)
-    test_logits = predict_logits(model, cache, test.rows, cfg.image_size, spec.mean, spec.std)
+    test_logits = predict_logits(model, cache, test.rows, cfg.image_size, spec.mean, spec.std, device=dev)
     report["model"] = {
         "val": evaluate_arrays(val_logits, val, temperature, thresholds),
         "test": evaluate_arrays(test_logits, test, temperature, thresholds),
@@ -416,6 +624,7 @@ def run(cfg: TrainConfig, resume_dir: str | None = None) -> Path:
         "std": list(spec.std),
         "temperature": temperature,
         "refer_threshold": thresholds.refer,
+        "refer_threshold_other": thresholds.refer_other,
         "abstain_threshold": thresholds.abstain,
         "data_fingerprint": fp,
         "ood": ood,
@@ -423,24 +632,33 @@ def run(cfg: TrainConfig, resume_dir: str | None = None) -> Path:
         "metrics": {"test": _headline(report["model"]["test"]), "val": _headline(report["model"]["val"])},
         "train_config": {k: v for k, v in asdict(cfg).items() if isinstance(v, int | float | str | bool)},
     }
+    if dev is not None:
+        model = model.cpu()  # a checkpoint of CPU tensors, like a single process writes
     save_checkpoint(model, meta, run_dir / "model.pt")
 
     if cfg.baseline:
-        report.update(run_baselines(cfg, cache, splits, run_dir))
+        report.update(run_baselines(cfg, cache, splits, run_dir, dist_info=dd))
     report["wall_seconds"] = round(time.time() - t_start, 1)
     (run_dir / "metrics.json").write_text(json.dumps(report, indent=1, default=float))
     log.info("run finished in %.0f s: %s", report["wall_seconds"], run_dir)
     logging.getLogger("triage").removeHandler(fh)
+    finish_distributed(dd)
     return run_dir
 
 
-def run_baselines(cfg: TrainConfig, cache, splits, run_dir: Path) -> dict:
-    """The standard recipe (plain CE, shuffle, argmax) and a frozen-feature linear probe, same split."""
-    out = {}
-    spec = BACKBONES[cfg.arch]
-    val, test = splits["val"], splits["test"]
-    argmax = Thresholds(refer=1.01, abstain=0.0)
-    base_cfg = TrainConfig(
+def _run_other_rank(cfg: TrainConfig, dd: DistInfo, run_dir: Path, resume_dir: str | None) -> Path:
+    """A DDP rank other than 0: take part in every training, write nothing, leave when training is done."""
+    cache, splits, _ = load_splits(Path(cfg.data))
+    train_model(cfg, cache, splits, run_dir, resume=resume_dir is not None, dist_info=dd)
+    if cfg.baseline:
+        train_model(standard_recipe_config(cfg), cache, splits, run_dir, tag="baseline", dist_info=dd)
+    finish_distributed(dd)
+    return run_dir
+
+
+def standard_recipe_config(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` turned into the standard recipe baseline: plain CE, shuffling, standard augmentation, no calibration."""
+    return TrainConfig(
         **{
             **asdict(cfg),
             "balance": "none",
@@ -449,11 +667,24 @@ def run_baselines(cfg: TrainConfig, cache, splits, run_dir: Path) -> dict:
             "calibrate": False,
         }
     )
+
+
+def run_baselines(cfg: TrainConfig, cache, splits, run_dir: Path, dist_info: DistInfo | None = None) -> dict:
+    """The standard recipe (plain CE, shuffle, argmax) and a frozen-feature linear probe, same split."""
+    out = {}
+    dd = dist_info or DistInfo()
+    spec = BACKBONES[cfg.arch]
+    val, test = splits["val"], splits["test"]
+    argmax = Thresholds(refer=1.01, abstain=0.0)
+    base_cfg = standard_recipe_config(cfg)
     t0 = time.time()
-    base, hist = train_model(base_cfg, cache, splits, run_dir, tag="baseline")
+    base, hist = train_model(base_cfg, cache, splits, run_dir, tag="baseline", dist_info=dd)
     out["standard_recipe"] = {
         "test": evaluate_arrays(
-            predict_logits(base, cache, test.rows, cfg.image_size, spec.mean, spec.std), test, 1.0, argmax
+            predict_logits(base, cache, test.rows, cfg.image_size, spec.mean, spec.std, device=dd.device),
+            test,
+            1.0,
+            argmax,
         ),
         "train_seconds": round(time.time() - t0, 1),
         "history": hist,

@@ -1,0 +1,388 @@
+"""Take the README screenshots of the app with a headless Chromium, offline and on loopback only.
+
+Usage:
+    python scripts/screenshots.py [--model models/triage-mnv3s.pt] [--out docs/screenshots] [--photo spot.jpg]
+
+Starts ``serve.py`` on 127.0.0.1 at a free port, then saves three PNGs (each kept under 300 KB):
+
+* ``client-phone.png``: the "Check a photo" result on a 390 px wide phone screen;
+* ``therapist.png``: the Therapist tab after "Analyse" (probabilities and Grad-CAM heatmap);
+* ``learn.png``: the Learn tab.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``/usr/bin/chromium``, ``/usr/bin/chromedriver``) and
+``selenium`` (the ``dev`` extra). The browser helpers here are shared with ``tests/test_browser.py``.
+Without ``--photo`` a generated skin-like image is used; the shipped model may well answer
+"can't assess" for it, so pass a real close-up for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: Where Debian puts the browser and its driver; TRIAGE_CHROMIUM / TRIAGE_CHROMEDRIVER override.
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+CHROMEDRIVER_CANDIDATES = ("/usr/bin/chromedriver",)
+PHONE = (390, 844)
+DESKTOP = (1280, 900)
+MAX_PNG_BYTES = 300_000
+#: Seconds to wait for a page, a result or the app to start (the machine may be busy).
+WAIT_S = 120.0
+
+
+# -- the browser ------------------------------------------------------------------------------------
+
+
+def find_browser() -> tuple[str, str] | None:
+    """Paths of ``(chromium, chromedriver)``, or ``None`` when either cannot be found."""
+
+    def first(env: str, candidates: tuple[str, ...], name: str) -> str | None:
+        for path in (os.environ.get(env), *candidates, shutil.which(name)):
+            if path and os.path.isfile(path) and os.access(path, os.X_OK):
+                return path
+        return None
+
+    chromium = first("TRIAGE_CHROMIUM", CHROMIUM_CANDIDATES, "chromium")
+    driver = first("TRIAGE_CHROMEDRIVER", CHROMEDRIVER_CANDIDATES, "chromedriver")
+    return (chromium, driver) if chromium and driver else None
+
+
+def browser_flags(profile_dir: Path) -> list[str]:
+    """Headless Chromium that talks to nothing but loopback (we run as root in CI, hence --no-sandbox)."""
+    return [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",  # containers have a tiny /dev/shm
+        "--hide-scrollbars",  # scrollbars would eat into the 390 px and show up in screenshots
+        "--lang=en-GB",
+        f"--user-data-dir={profile_dir}",
+        # Every host name fails to resolve except loopback: the page must work offline, and a request to
+        # another site cannot leave the machine even if the page tried one.
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
+        "--proxy-server=direct://",
+        "--proxy-bypass-list=*",
+    ]
+
+
+def make_driver(chromium: str, chromedriver: str, profile_dir: Path):
+    """Start headless Chromium through its chromedriver (given explicitly: Selenium Manager never runs).
+
+    Network requests are recorded (see :func:`requested_urls`).
+    """
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in browser_flags(profile_dir):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(chromedriver), options=opts)
+    driver.set_page_load_timeout(WAIT_S)
+    requested_urls(driver)  # drop what the browser's own start-up page asked for
+    return driver
+
+
+def set_viewport(driver, width: int, height: int, mobile: bool) -> None:
+    """Emulate a screen of ``width`` x ``height`` CSS px at 1 device pixel per CSS px (small screenshots)."""
+    driver.set_window_size(width, height)
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile},
+    )
+    driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": mobile})
+
+
+def open_app(driver, url: str) -> None:
+    """Load the app and wait until Gradio has rendered its tabs."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    WebDriverWait(driver, WAIT_S).until(ec.presence_of_element_located((By.CSS_SELECTOR, "button[role='tab']")))
+
+
+def select_tab(driver, name: str) -> None:
+    """Click the tab whose visible label is ``name``."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def tab(d):
+        found = [t for t in d.find_elements(By.CSS_SELECTOR, "button[role='tab']") if t.text.strip() == name]
+        return found[0] if found else False
+
+    WebDriverWait(driver, WAIT_S).until(tab).click()
+    WebDriverWait(driver, WAIT_S).until(lambda d: visible_panel(d) is not None)
+
+
+def visible_panel(driver):
+    """The tab panel now shown (Gradio keeps the others in the page, hidden)."""
+    from selenium.webdriver.common.by import By
+
+    panels = [p for p in driver.find_elements(By.CSS_SELECTOR, "[role='tabpanel']") if p.is_displayed()]
+    return panels[0] if panels else None
+
+
+def upload_and_click(driver, photo: Path, button: str, wait_css: tuple[str, ...]) -> dict:
+    """In the visible tab: upload ``photo``, click ``button``, wait for every selector in ``wait_css``.
+
+    Returns:
+        ``{selector: element}`` for the first visible match of each selector.
+    """
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    panel = visible_panel(driver)
+    assert panel is not None, "no visible tab panel"
+    panel.find_element(By.CSS_SELECTOR, "input[type='file']").send_keys(str(Path(photo).resolve()))
+    # The upload is done when the preview <img> appears in this panel.
+    WebDriverWait(driver, WAIT_S).until(
+        lambda d: any(i.is_displayed() for i in panel.find_elements(By.TAG_NAME, "img"))
+    )
+    buttons = [b for b in panel.find_elements(By.TAG_NAME, "button") if b.text.strip() == button]
+    assert buttons, f"no button {button!r} in the visible tab"
+    buttons[0].click()
+
+    def all_there(_):
+        found = {}
+        for css in wait_css:
+            shown = [e for e in panel.find_elements(By.CSS_SELECTOR, css) if e.is_displayed()]
+            if not shown:
+                return False
+            found[css] = shown[0]
+        return found
+
+    return WebDriverWait(driver, WAIT_S).until(all_there)
+
+
+def page_widths(driver) -> tuple[int, int]:
+    """``(document scroll width, window inner width)`` in CSS px."""
+    return tuple(driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth];"))
+
+
+def requested_urls(driver) -> list[str]:
+    """Every URL the page asked for since the last call (from Chromium's performance log)."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg.get("method") == "Network.requestWillBeSent":
+            urls.append(msg["params"]["request"]["url"])
+    return urls
+
+
+def is_local(url: str) -> bool:
+    """True for loopback http(s)/ws(s) URLs and for URLs that never touch the network (data:, blob:, chrome:...)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("data", "blob", "about", "chrome", "chrome-untrusted", "chrome-extension", "devtools"):
+        return True
+    return parts.scheme in ("http", "https", "ws", "wss") and parts.hostname in ("127.0.0.1", "localhost", "::1")
+
+
+def screenshot(driver, path: Path, clip: tuple[float, float, float, float] | None = None) -> Path:
+    """Save a PNG of the viewport, or of the page region ``clip`` = ``(x, y, width, height)`` in CSS px.
+
+    The PNG is re-encoded (and reduced to 256 colours, then scaled down, only if needed) to stay under
+    :data:`MAX_PNG_BYTES`.
+    """
+    import base64
+
+    from PIL import Image
+
+    params: dict = {"format": "png"}
+    if clip:
+        x, y, w, h = clip
+        params |= {"clip": {"x": x, "y": y, "width": w, "height": h, "scale": 1}, "captureBeyondViewport": True}
+    data = base64.b64decode(driver.execute_cdp_cmd("Page.captureScreenshot", params)["data"])
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(6):
+        buf = io.BytesIO()
+        out = image if attempt == 0 else image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        out.save(buf, "PNG", optimize=True)
+        if buf.tell() <= MAX_PNG_BYTES:
+            break
+        if attempt >= 1:  # still too big with 256 colours: fewer pixels (keeps the aspect ratio)
+            image = image.resize((int(image.width * 0.85), int(image.height * 0.85)), Image.Resampling.LANCZOS)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def region(driver, last, first=None, pad: int = 12) -> tuple[float, float, float, float]:
+    """Full-width page region down to the bottom of element ``last``, from the top of ``first`` or of the page."""
+    top, bottom, width = driver.execute_script(
+        "const a = arguments[0] ? arguments[0].getBoundingClientRect().top + window.scrollY : 0;"
+        "const b = arguments[1].getBoundingClientRect().bottom + window.scrollY;"
+        "return [a, b, document.documentElement.clientWidth];",
+        first,
+        last,
+    )
+    top = max(0.0, top - pad) if first is not None else 0.0
+    return 0.0, top, float(width), bottom + pad - top
+
+
+def block_labelled(driver, panel, text: str):
+    """The Gradio component block in ``panel`` whose label contains ``text`` (``None`` when not shown)."""
+    return driver.execute_script(
+        "const walk = document.createTreeWalker(arguments[0], NodeFilter.SHOW_TEXT);"
+        "for (let n = walk.nextNode(); n; n = walk.nextNode()) {"
+        "  const el = n.parentElement;"
+        "  if (n.textContent.includes(arguments[1]) && el.offsetParent) return el.closest('.block');"
+        "}"
+        "return null;",
+        panel,
+        text,
+    )
+
+
+# -- the app ------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def serve(model: Path, log: Path) -> Iterator[str]:
+    """Run ``serve.py --model <model>`` on 127.0.0.1 at a free port; yield its URL, stop it afterwards."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GRADIO_", "TRIAGE_USER", "TRIAGE_PASSWORD"))}
+    env |= {"GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    env["GRADIO_TEMP_DIR"] = str(log.parent / "gradio")  # the uploaded photo goes away with our temporary folder
+    cmd = [sys.executable, str(REPO / "serve.py"), "--host", "127.0.0.1", "--port", str(port), "--model", str(model)]
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 3 * WAIT_S
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"serve.py did not start:\n{log.read_text(errors='replace')[-2000:]}")
+            try:
+                with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url + "/", timeout=5):
+                    break
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+# -- a stand-in photo --------------------------------------------------------------------------------
+
+
+def skin_like_photo(path: Path, size: int = 480, seed: int = 7) -> Path:
+    """Write a generated close-up of skin with a few small pale bumps (JPEG); sharp enough to pass the checks."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFilter
+
+    rng = np.random.default_rng(seed)
+    base = np.array([214.0, 168.0, 142.0], dtype=np.float32)
+    shade = np.asarray(
+        Image.fromarray(rng.normal(0, 1, (6, 6)).astype(np.float32), mode="F").resize((size, size), Image.BICUBIC)
+    )
+    arr = base[None, None, :] + 10.0 * shade[:, :, None] + rng.normal(0, 4.0, (size, size))[:, :, None]
+    image = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="RGB")
+    for _ in range(5):
+        cx, cy, r = rng.uniform(0.25, 0.75) * size, rng.uniform(0.25, 0.75) * size, rng.uniform(0.015, 0.03) * size
+        mask = Image.new("L", (size, size), 0)
+        ImageDraw.Draw(mask).ellipse((cx - r, cy - r, cx + r, cy + r), fill=220)
+        mask = mask.filter(ImageFilter.GaussianBlur(r / 3))
+        image = Image.composite(Image.new("RGB", (size, size), (246, 238, 226)), image, mask)
+    image.save(path, "JPEG", quality=92)
+    return path
+
+
+# -- the three screenshots ------------------------------------------------------------------------------
+
+
+def take_screenshots(url: str, photo: Path, out: Path, profile_dir: Path) -> list[Path]:
+    """Save the client (phone), therapist and Learn screenshots of the app at ``url`` into ``out``."""
+    found = find_browser()
+    if found is None:
+        raise RuntimeError("chromium / chromedriver not found: apt-get install -y chromium chromium-driver")
+    driver = make_driver(*found, profile_dir)
+    saved = []
+    try:
+        set_viewport(driver, *PHONE, mobile=True)
+        open_app(driver, url)
+        select_tab(driver, "Check a photo")
+        got = upload_and_click(driver, photo, "Check my photo", (".outcome-card", ".disclaimer"))
+        # Title, tabs, photo, outcome card and disclaimer: what a client sees after "Check my photo".
+        saved.append(screenshot(driver, out / "client-phone.png", region(driver, got[".disclaimer"])))
+
+        set_viewport(driver, *DESKTOP, mobile=False)
+        open_app(driver, url)
+        select_tab(driver, "Therapist")
+        got = upload_and_click(driver, photo, "Analyse", (".outcome-card", ".disclaimer"))
+        panel = visible_panel(driver)
+        # The heatmap arrives with the card only when the model ran (not for "can't assess"): give it a moment.
+        heatmap = None
+        for _ in range(20):
+            heatmap = block_labelled(driver, panel, "Where the model looked")
+            if heatmap is not None and heatmap.find_elements("css selector", "img"):
+                break
+            time.sleep(0.25)
+        last = heatmap if heatmap is not None else got[".disclaimer"]
+        saved.append(screenshot(driver, out / "therapist.png", region(driver, last)))
+
+        open_app(driver, url)
+        select_tab(driver, "Learn")
+        saved.append(screenshot(driver, out / "learn.png"))
+        outside = [u for u in requested_urls(driver) if not is_local(u)]
+        if outside:
+            print(f"warning: the page asked for other sites: {outside}", file=sys.stderr)
+    finally:
+        driver.quit()
+    return saved
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, start the app, take the screenshots."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, default=REPO / "models" / "triage-mnv3s.pt", help="checkpoint to serve")
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots", help="folder for the PNGs")
+    p.add_argument("--photo", type=Path, default=None, help="a close-up photo (default: a generated one)")
+    args = p.parse_args(argv)
+    if args.photo is not None and not args.photo.is_file():
+        p.error(f"no such photo: {args.photo}")
+    with tempfile.TemporaryDirectory(prefix="triage-shots-") as tmp:
+        tmp_dir = Path(tmp)
+        photo = args.photo or skin_like_photo(tmp_dir / "skin.jpg")
+        try:
+            with serve(args.model, tmp_dir / "serve.log") as url:
+                paths = take_screenshots(url, photo, args.out, tmp_dir / "profile")
+        except RuntimeError as err:
+            print(f"screenshots.py: {err}", file=sys.stderr)
+            return 2
+    for path in paths:
+        print(f"{path} ({path.stat().st_size // 1024} KB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""A real browser uses the app end to end: headless Chromium (Debian's ``chromium`` + ``chromium-driver``).
+
+On a phone-sized (390x844) and a desktop-sized (1280x900) screen: open the page, upload a generated photo in
+"Check a photo", press the button, and get the outcome card with the disclaimer. The page must fit a phone
+(no sideways scrolling), keep all four tabs in view, show no banned word, and fetch nothing from another host
+(the browser resolves no other host at all). Screenshots are kept in ``$TRIAGE_ARTIFACTS`` (default: the
+test's temporary folder). Skips only when no Chromium or chromedriver binary can be found; the browser helpers
+are the ones ``scripts/screenshots.py`` uses for the README.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+from conftest import REPO, add_grain
+from test_banned_words import BANNED
+
+from triage.app import HEADLINES
+from triage.outcomes import CANT_ASSESS, OUTCOMES
+
+
+def _load_screenshots():
+    spec = importlib.util.spec_from_file_location("triage_screenshots", REPO / "scripts" / "screenshots.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+shots = _load_screenshots()
+BROWSER = shots.find_browser()
+TABS = ["Check a photo", "Therapist", "Learn", "About"]
+#: Sub-pixel rounding and a thin border may add a pixel or two; a real overflow is tens of pixels.
+OVERFLOW_TOLERANCE_PX = 2
+
+pytestmark = pytest.mark.skipif(
+    BROWSER is None,
+    reason="no chromium/chromedriver binary found (apt-get install chromium chromium-driver, "
+    "or set TRIAGE_CHROMIUM and TRIAGE_CHROMEDRIVER)",
+)
+
+
+@pytest.fixture(scope="module")
+def artefacts(tmp_path_factory) -> Path:
+    """Where screenshots go: ``$TRIAGE_ARTIFACTS`` or a temporary folder."""
+    folder = Path(os.environ["TRIAGE_ARTIFACTS"]) if os.environ.get("TRIAGE_ARTIFACTS") else None
+    folder = folder or tmp_path_factory.mktemp("browser-artefacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One headless Chromium for the module, with a fresh profile."""
+    driver = shots.make_driver(*BROWSER, tmp_path_factory.mktemp("chromium-profile"))
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def photo(make_photo, tmp_path_factory) -> Path:
+    """A generated photo that passes the photo checks, so the model runs."""
+    path = tmp_path_factory.mktemp("upload") / "spot.jpg"
+    add_grain(make_photo(21, (360, 300))).save(path, "JPEG", quality=90)
+    return path
+
+
+def _visible_text(driver) -> str:
+    return driver.execute_script("return document.body.innerText;")
+
+
+@pytest.mark.parametrize(
+    ("screen", "size", "mobile"),
+    [("phone", shots.PHONE, True), ("desktop", shots.DESKTOP, False)],
+    ids=["phone-390x844", "desktop-1280x900"],
+)
+def test_check_a_photo_in_a_real_browser(browser, app_url, photo, artefacts, screen, size, mobile):
+    shots.set_viewport(browser, *size, mobile=mobile)
+    shots.requested_urls(browser)  # start this screen's request record afresh
+    shots.open_app(browser, app_url)
+    tabs = [t.text.strip() for t in browser.find_elements("css selector", "button[role='tab']") if t.is_displayed()]
+    assert tabs == TABS, f"tabs in view: {tabs} (the others went into Gradio's overflow menu)"
+    shots.select_tab(browser, "Check a photo")
+
+    got = shots.upload_and_click(browser, photo, "Check my photo", (".outcome-card", ".disclaimer"))
+    shots.screenshot(browser, artefacts / f"check-a-photo-{screen}.png", shots.region(browser, got[".disclaimer"]))
+
+    card = got[".outcome-card"]
+    outcome = card.get_attribute("data-outcome")
+    assert outcome in (*OUTCOMES, CANT_ASSESS)
+    assert card.find_element("css selector", "h2").text.strip() == HEADLINES[outcome]
+    assert "see a doctor" in got[".disclaimer"].text.lower()
+    text = _visible_text(browser)
+    assert not BANNED.findall(text), f"banned words on the page: {BANNED.findall(text)}"
+    if mobile:
+        scroll_width, inner_width = shots.page_widths(browser)
+        assert scroll_width <= inner_width + OVERFLOW_TOLERANCE_PX, f"page is {scroll_width} px wide on a {inner_width}"
+        # Learn is the longest client-facing page: it must fit too.
+        shots.select_tab(browser, "Learn")
+        shots.screenshot(browser, artefacts / f"learn-{screen}.png")
+        scroll_width, inner_width = shots.page_widths(browser)
+        assert scroll_width <= inner_width + OVERFLOW_TOLERANCE_PX, f"Learn is {scroll_width} px wide on {inner_width}"
+    outside = sorted({u for u in shots.requested_urls(browser) if not shots.is_local(u)})
+    assert not outside, f"the page asked other sites for: {outside}"
+
+
+def test_a_file_that_is_not_a_photo_gets_a_kind_message(browser, app_url, artefacts, tmp_path):
+    # Gradio's own image preprocessing used to open the file first and answer with a bare "Error" badge.
+    bad = tmp_path / "holiday.jpg"
+    bad.write_text("This is a shopping list, not a photo.\n", encoding="utf-8")
+    shots.set_viewport(browser, *shots.PHONE, mobile=True)
+    shots.open_app(browser, app_url)
+
+    got = shots.upload_and_click(browser, bad, "Check my photo", (".outcome-card", ".disclaimer"))
+    shots.screenshot(browser, artefacts / "not-a-photo-phone.png", shots.region(browser, got[".disclaimer"]))
+
+    card = got[".outcome-card"]
+    assert card.find_element("css selector", "h2").text.strip() == "We couldn't open this file"
+    message = card.find_element("css selector", "p").text.strip()
+    assert message.endswith(".") and len(message.split()) >= 5, message
+    assert "see a doctor" in got[".disclaimer"].text.lower()
+    assert "Error" not in _visible_text(browser)

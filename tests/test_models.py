@@ -1,0 +1,54 @@
+"""Backbone registry helpers: batch-norm unfolding of BN-folded initial weights."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from triage.models import build_model, features, unfold_batchnorm
+
+
+def _folded_network(seed: int = 0) -> nn.Module:
+    """A MobileNetV3-Small whose BN layers are identities with the scale in the convs, as in a folded release."""
+    torch.manual_seed(seed)
+    model = build_model("mobilenet_v3_small", 4, None)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.mul_(3.0)  # spreads far from 1, like real folded weights
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.zero_()
+                m.running_var.fill_(1 - m.eps)
+                m.weight.fill_(1.0)
+                m.bias.normal_(0, 2.0)
+                m.num_batches_tracked.zero_()
+    return model.eval()
+
+
+@torch.no_grad()
+def test_unfolding_keeps_the_eval_function_and_brings_training_mode_close_to_it():
+    model = _folded_network()
+    torch.manual_seed(1)
+    x = torch.randn(64, 3, 96, 96)
+    before = features(model, x[:16])
+    train_before = features(copy.deepcopy(model).train(), x[:16])  # a copy: training mode updates statistics
+    assert unfold_batchnorm(model, x) == sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    after = features(model, x[:16])
+    # The same function up to float32 rounding (activations here reach the thousands).
+    assert ((after - before).norm() / before.norm()).item() < 1e-3
+    train_after = features(model.train(), x[:16])
+    gap_before = ((train_before - before).norm() / before.norm()).item()
+    gap_after = ((train_after - before).norm() / before.norm()).item()
+    assert gap_after < 0.5 * gap_before
+
+
+def test_ordinary_batchnorm_is_left_alone():
+    torch.manual_seed(0)
+    model = build_model("mobilenet_v3_small", 4, None)
+    model.train()
+    model(torch.randn(8, 3, 64, 64))  # real running statistics now
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert unfold_batchnorm(model, torch.randn(8, 3, 64, 64)) == 0
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())

@@ -1,0 +1,275 @@
+"""Privacy, measured on the real app: a batch of photos with a camera make, GPS position and comment planted
+in their metadata goes through every tab that takes a photo, then we look at what came back, what was
+logged and what was left on disk.
+
+* Nothing returned to the client (API JSON, result cards, Grad-CAM image, printable summary) carries the
+  original metadata.
+* No log line holds image bytes (raw, hex or base64) or metadata, with the app logging at DEBUG level.
+* Once Gradio's cleanup has run (at shutdown, as after Ctrl-C), no file with uploaded bytes, the heat map or
+  the summary is left in the app's temporary folders.
+
+The app is ``serve.py`` on the tiny test model, started with ``conftest.start_app`` in a folder of its own
+(its ``GRADIO_TEMP_DIR`` and ``TMPDIR`` are ours to inspect), because this module stops it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import AppServer, load_corpus_module, start_app
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+#: Seconds the app may take to stop and clean up after SIGINT (a second or two on a quiet machine; generous
+#: because a busy 2-core machine running training can take half a minute).
+STOP_TIMEOUT_S = 120
+
+
+corpus = load_corpus_module()
+#: Text planted in uploads and the therapist's notes: none of it may come back or be logged.
+SECRETS = (corpus.SECRET_MAKE, corpus.SECRET_COMMENT.decode())
+
+# The server's logging, set before anything else runs in it: everything at DEBUG (Gradio, uvicorn, multipart
+# parsing, httpx, triage), so that "no log line holds image bytes or EXIF" is checked at the noisiest level.
+SITECUSTOMIZE = (
+    "import logging\n"
+    "logging.basicConfig(level=logging.DEBUG, format='%(levelname)s %(name)s: %(message)s')\n"
+    "logging.getLogger(__name__).debug('sitecustomize: DEBUG logging on')\n"
+)
+
+
+@dataclass
+class Batch:
+    """What one batch of requests sent, got back and left behind."""
+
+    server: AppServer
+    systmp: Path
+    payloads: dict[str, bytes]
+    notes: str
+    #: A broken upload whose header still holds the planted EXIF: refused, which is when the decoder logs.
+    refused: bytes = b""
+    refusal_answers: list[dict] = field(default_factory=list)
+    api_answers: list[dict] = field(default_factory=list)
+    cards: list[str] = field(default_factory=list)
+    heat_maps: list[bytes] = field(default_factory=list)
+    summaries: list[bytes] = field(default_factory=list)
+    found_before_cleanup: list[str] = field(default_factory=list)
+
+
+def _payloads(make_photo) -> dict[str, bytes]:
+    """Uploads with planted metadata: corpus files, HEIC when it can be made, and a skin-like photo."""
+    payloads = {name: corpus.BY_NAME[name].make() for name in ("metadata.jpg", "metadata.png", "exif_rotated.jpg")}
+    heic = corpus.make_heic()
+    if heic is not None:
+        payloads["photo.heic"] = corpus.encode(
+            corpus.textured_rgb((96, 64), seed=8), "HEIF", exif=corpus.secret_exif().tobytes()
+        )
+    payloads["skin.jpg"] = corpus.encode(
+        make_photo(1, (320, 240)),
+        "JPEG",
+        quality=92,
+        exif=corpus.secret_exif(orientation=1).tobytes(),
+        comment=corpus.SECRET_COMMENT,
+    )
+    return payloads
+
+
+class Browser:
+    """The calls the page makes: upload, then run an event through the queue (also the API-hidden tabs)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.http = httpx.Client(trust_env=False, timeout=60)  # loopback only: no proxy from the environment
+        self.session = uuid.uuid4().hex[:12]
+        deps = self.http.get(f"{base}/config").raise_for_status().json()["dependencies"]
+        self.fn_index = {d["api_name"]: d["id"] for d in deps if d.get("api_name")}
+
+    def upload(self, name: str, data: bytes) -> dict:
+        files = {"files": (name, data, "application/octet-stream")}
+        (path,) = self.http.post(f"{self.base}/gradio_api/upload", files=files).raise_for_status().json()
+        return {"path": path, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
+
+    def run(self, fn_name: str, data: list) -> list:
+        body = {"data": data, "fn_index": self.fn_index[fn_name], "session_hash": self.session}
+        self.http.post(f"{self.base}/gradio_api/queue/join", json=body).raise_for_status()
+        url = f"{self.base}/gradio_api/queue/data"
+        with self.http.stream("GET", url, params={"session_hash": self.session}) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    msg = json.loads(line[5:])
+                    if msg.get("msg") == "process_completed":
+                        assert msg.get("success"), msg
+                        return msg["output"]["data"]
+        raise AssertionError(f"{fn_name}: no answer")
+
+    def fetch(self, file_data: dict) -> bytes:
+        return self.http.get(file_data["url"]).raise_for_status().content
+
+
+def _files_holding(folder: Path, needles: list[bytes]) -> list[str]:
+    """Files under ``folder`` whose bytes contain any of ``needles``."""
+    hits = []
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            if any(n in data for n in needles):
+                hits.append(str(path.relative_to(folder)))
+    return hits
+
+
+def _fragments(data: bytes, count: int = 6, size: int = 24) -> list[bytes]:
+    """Slices from the body of a file (past its header), as raw bytes, hex and base64."""
+    body = data[64:] if len(data) > 64 + size else data
+    step = max(1, (len(body) - size) // count)
+    out = []
+    for start in range(0, max(1, len(body) - size), step)[:count]:
+        piece = body[start : start + size]
+        out += [piece, piece.hex().encode(), base64.b64encode(piece)[:-4]]
+    return out
+
+
+def _stop_gracefully(proc: subprocess.Popen) -> int:
+    """SIGINT (Ctrl-C), which runs Gradio's shutdown cleanup; kill only if it does not stop in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+            pytest.fail(f"serve.py did not stop within {STOP_TIMEOUT_S}s of SIGINT")
+    return proc.returncode
+
+
+@pytest.fixture(scope="module")
+def batch(tiny_model, tmp_path_factory, make_photo) -> Iterator[Batch]:
+    from triage.app import CHECKLIST
+
+    work = tmp_path_factory.mktemp("privacy_app")
+    systmp, site = work / "systmp", work / "site"
+    systmp.mkdir()
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    with pytest.MonkeyPatch.context() as mp:
+        # start_app passes our environment on: the server's tempfile folder and logging are ours to inspect.
+        mp.setenv("TMPDIR", str(systmp))
+        mp.setenv("PYTHONPATH", str(site))
+        mp.setenv("NO_PROXY", "127.0.0.1,localhost")
+        mp.setenv("no_proxy", "127.0.0.1,localhost")
+        server = start_app(tiny_model, work)
+    b = Batch(server, systmp, _payloads(make_photo), notes=f"client notes {uuid.uuid4().hex}")
+    browser = Browser(server.url)
+    try:
+        for name, data in b.payloads.items():
+            (answer,) = browser.run("triage", [browser.upload(name, data)])  # the documented API
+            b.api_answers.append(answer)
+            card, _edu = browser.run("client", [browser.upload(name, data)])
+            b.cards.append(card)
+            card, _probs, _details, heat, _state = browser.run("therapist", [browser.upload(name, data)])
+            b.cards.append(card)
+            if heat is not None:
+                b.heat_maps.append(browser.fetch(heat))
+        b.refused = corpus.make_metadata_jpeg()[:1500]  # EXIF and comment intact, pixels cut short
+        (answer,) = browser.run("triage", [browser.upload("broken.jpg", b.refused)])
+        b.refusal_answers.append(answer)
+        card, _edu = browser.run("client", [browser.upload("broken.jpg", b.refused)])
+        b.cards.append(card)
+        # The summary of the last therapist check (its result is kept in the session's state).
+        (summary,) = browser.run("make_summary", [None, [CHECKLIST[2]], b.notes])
+        b.summaries.append(browser.fetch(summary))
+        b.found_before_cleanup = _files_holding(server.temp_dir, list(b.payloads.values()))
+    except BaseException:
+        _stop_gracefully(server.process)
+        raise
+    finally:
+        # No connection may stay open: Gradio's cleanup runs at shutdown only if its server stops within 5 s,
+        # and an open request (e.g. a browser's event stream) holds it past that, so nothing gets cleaned.
+        browser.http.close()
+    yield b
+    if server.process.poll() is None:
+        _stop_gracefully(server.process)
+
+
+def test_batch_went_through(batch):
+    assert len(batch.api_answers) == len(batch.payloads) >= 4
+    assert corpus.SECRET_MAKE.encode() in batch.refused  # the refused upload does carry the metadata
+    assert batch.refusal_answers == [{"error": "The photo seems to be incomplete. Please try sending it again."}]
+    assert all("outcome" in a for a in batch.api_answers), batch.api_answers
+    assert batch.heat_maps, "no Grad-CAM image came back: the tiny model should give probabilities"
+    assert len(batch.summaries) == 1
+    # The check below has something to find: before cleanup the uploads are on disk in Gradio's cache.
+    assert batch.found_before_cleanup, "uploads not found in GRADIO_TEMP_DIR: is the scan looking there?"
+
+
+def test_nothing_returned_carries_metadata(batch):
+    keys = {"outcome", "probabilities", "reasons", "reason_codes", "quality", "ood_score", "model_version"}
+    for answer in batch.api_answers:
+        assert set(answer) == keys | {"timings_ms"}, sorted(answer)  # no file name, no EXIF, no extra fields
+    returned = json.dumps(batch.api_answers + batch.refusal_answers) + "".join(batch.cards)
+    for secret in SECRETS:
+        assert secret not in returned
+    for heat in batch.heat_maps:
+        image = Image.open(io.BytesIO(heat))
+        assert not set(image.info) & {"exif", "icc_profile", "xmp", "comment", "Comment", "Author"}, image.info
+        assert len(image.getexif()) == 0
+        assert not any(s.encode() in heat for s in SECRETS)
+    for html in batch.summaries:
+        assert b"No photo is included" in html
+        assert not any(s.encode() in html for s in SECRETS)
+        assert b"<img" not in html and b"base64," not in html
+
+
+def test_no_log_line_holds_image_bytes_or_metadata(batch):
+    log = batch.server.log.read_bytes()
+    assert b"DEBUG" in log and b"sitecustomize: DEBUG logging on" in log, "the app did not log at DEBUG"
+    assert b"triage.decode: upload refused: truncated" in log, "the decoder's own log lines are not captured"
+    for secret in (*SECRETS, batch.notes):
+        assert secret.encode() not in log, f"{secret!r} was logged"
+    for name, data in [*batch.payloads.items(), ("broken.jpg", batch.refused)]:
+        leaked = [f for f in _fragments(data) if f in log]
+        assert not leaked, f"bytes of {name} were logged: {leaked[:2]}"
+    assert b"Traceback" not in log
+
+
+def test_no_uploaded_bytes_remain_after_cleanup(batch):
+    needles = [*batch.payloads.values(), batch.refused, *batch.heat_maps, batch.notes.encode()]
+    assert _stop_gracefully(batch.server.process) is not None
+    left = _files_holding(batch.server.temp_dir, needles) + _files_holding(batch.systmp, needles)
+    assert not left, f"left on disk after cleanup: {left}"
+    # Gradio leaves a few empty staging files and folders; anything with content would be ours.
+    non_empty = [p for p in batch.server.temp_dir.rglob("*") if p.is_file() and p.stat().st_size]
+    assert not non_empty, f"files with content left in GRADIO_TEMP_DIR: {non_empty}"
+
+
+def test_sigterm_leaves_no_upload_behind(tiny_model, tmp_path, make_photo):
+    """A service manager's SIGTERM, with an upload still in the cache: the run's private folder goes too."""
+    from gradio_client import Client, handle_file
+
+    server = start_app(tiny_model, tmp_path)
+    try:
+        photo = tmp_path / "spot.jpg"
+        make_photo(7).save(photo, "JPEG", quality=90)
+        Client(server.url + "/", verbose=False).predict(handle_file(str(photo)), api_name="/triage")
+        private = list(server.temp_dir.glob("triage-uploads-*"))
+        assert len(private) == 1, "serve.py should keep its uploads in one private folder of its own"
+        assert any(p.is_file() and p.stat().st_size for p in private[0].rglob("*")), "the upload should be cached"
+    finally:
+        if server.process.poll() is None:
+            server.process.send_signal(signal.SIGTERM)
+            try:
+                server.process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                pytest.fail(f"serve.py did not stop within {STOP_TIMEOUT_S}s of SIGTERM")
+    assert not list(server.temp_dir.glob("triage-uploads-*"))
+    assert not [p for p in server.temp_dir.rglob("*") if p.is_file() and p.stat().st_size]

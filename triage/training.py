@@ -251,15 +251,23 @@ def sample_weights(y: np.ndarray, source: np.ndarray, mode: str) -> np.ndarray:
 
 
 def _init_path(cfg: TrainConfig) -> str | None:
+    """The initial weights: an explicit path, the backbone's file under ``weights_dir``, or a torchvision name."""
     if cfg.init_weights == "none":
         return None
     if cfg.init_weights:
         return cfg.init_weights
     default = BACKBONES[cfg.arch].default_init
-    p = Path(cfg.weights_dir) / default
-    if p.suffix and p.exists():
-        return str(p)
-    return default if not Path(default).suffix else None
+    if Path(default).suffix:  # a file of ours under weights_dir
+        p = Path(cfg.weights_dir) / default
+        if p.exists():
+            return str(p)
+        log.warning("initial weights %s not found: training %s from random weights", p, cfg.arch)
+        return None
+    # A torchvision weights name: its own file under weights_dir (offline), else torchvision's cache / download.
+    from torchvision.models import get_model_weights
+
+    p = Path(cfg.weights_dir) / Path(get_model_weights(cfg.arch)[default].url).name
+    return str(p) if p.exists() else default
 
 
 @torch.no_grad()

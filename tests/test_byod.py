@@ -91,7 +91,12 @@ def test_worked_example_runs_end_to_end(tmp_path):
     assert metrics["n"] == len(test_rows) and metrics["unreadable"] == 0
     assert set(metrics["by_source"]) == {"clinic_a", "clinic_b"}
     assert (root / "eval" / "report.md").read_text().startswith("# Evaluation of")
-    assert json.loads(proc.stdout[proc.stdout.rindex("{") :])["n"] == len(test_rows)  # evaluate's summary
+    summary = proc.stdout[proc.stdout.rindex("{") :]
+    assert json.loads(summary[: summary.index("}") + 1])["n"] == len(test_rows)  # evaluate's summary
+    # The model card and a sha256-checked copy of the model, regenerated for the researcher's own data.
+    card_md = (root / "models" / "MODEL_CARD.md").read_text()
+    assert card_md.startswith("# Model card") and "| clinic_a |" in card_md
+    assert (root / "models" / "demo.pt.sha256").is_file()
 
 
 def test_tiny_dataset_is_deterministic_and_both_formats_agree(tiny, tmp_path):

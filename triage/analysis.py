@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from triage import metrics as M
 from triage.outcomes import CANT_ASSESS, OUTCOMES, REFER
 from triage.preprocess import CANONICAL_SIZE, canonical_square, crop_bottom
+from triage.sources import write_split_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -440,26 +441,6 @@ def markdown_table(rows: list[dict], empty: str = "(no rows)") -> str:
 
 
 # -- split manifests -------------------------------------------------------------------------------
-
-
-def write_split_manifest(folder: str | Path, split: str, out_csv: str | Path) -> int:
-    """Write one split of a build as a manifest CSV (paths relative to the CSV) for ``python -m triage evaluate``.
-
-    Returns:
-        rows written.
-    """
-    out_csv = Path(out_csv)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with open(Path(folder) / "manifest.csv", newline="", encoding="utf-8") as fh, open(out_csv, "w", newline="") as oh:
-        w = csv.writer(oh)
-        w.writerow(["path", "label", "source", "group", "fitzpatrick"])
-        for r in csv.DictReader(fh):
-            if r["split"] == split:
-                rel = os.path.relpath(r["path"], out_csv.parent.resolve())
-                w.writerow([rel, r["label"], r["source"], r["group"], r["fitzpatrick"]])
-                n += 1
-    return n
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -124,6 +124,19 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def verify_recorded_sha256(path: Path) -> None:
+    """Check ``path`` against the digest recorded in ``<path>.sha256``.
+
+    Raises:
+        ModelLoadError: the record is missing or the file does not match it.
+    """
+    sha_file = Path(str(path) + ".sha256")
+    if not sha_file.is_file():
+        raise ModelLoadError(f"No recorded sha256 ({sha_file.name}) next to {path.name}; refusing to load.")
+    if sha256_file(path) != sha_file.read_text().split()[0].strip().lower():
+        raise ModelLoadError(f"{path.name} does not match its recorded sha256: the file is damaged or altered.")
+
+
 class Triage:
     """A loaded model plus its decision policy and safety gate."""
 
@@ -156,13 +169,7 @@ class Triage:
         if not path.is_file():
             raise ModelLoadError(f"Model file {path} not found. Train one (see README) or pass --model.")
         if verify:
-            sha_file = Path(str(path) + ".sha256")
-            if not sha_file.is_file():
-                raise ModelLoadError(f"No recorded sha256 ({sha_file.name}) next to {path.name}; refusing to load.")
-            expected = sha_file.read_text().split()[0].strip().lower()
-            actual = sha256_file(path)
-            if actual != expected:
-                raise ModelLoadError(f"{path.name} does not match its recorded sha256: the file is damaged or altered.")
+            verify_recorded_sha256(path)
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
             meta = ckpt["meta"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from triage.engine import ModelLoadError, Triage, sha256_file
+from triage.engine import ModelLoadError, Triage, verify_recorded_sha256
 from triage.outcomes import OUTCOMES
 from triage.quality import QualityThresholds
 
@@ -54,11 +54,7 @@ class OnnxTriage(Triage):
         if not path.is_file():
             raise ModelLoadError(f"Model file {path} not found. Export one with `python -m triage export`.")
         if verify:
-            sha_file = Path(str(path) + ".sha256")
-            if not sha_file.is_file():
-                raise ModelLoadError(f"No recorded sha256 ({sha_file.name}) next to {path.name}; refusing to load.")
-            if sha256_file(path) != sha_file.read_text().split()[0].strip().lower():
-                raise ModelLoadError(f"{path.name} does not match its recorded sha256: the file is damaged or altered.")
+            verify_recorded_sha256(path)
         try:
             import onnxruntime as ort
         except ImportError as err:

@@ -9,9 +9,7 @@ beside it), and renders ``models/MODEL_CARD.md`` from the run's metrics.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -20,20 +18,7 @@ import torch
 
 from triage.engine import sha256_file
 from triage.outcomes import OUTCOMES
-
-
-def write_test_manifest(processed: Path, out_csv: Path) -> int:
-    """Write the test split of a build as a manifest with paths relative to ``out_csv``'s folder."""
-    n = 0
-    with open(processed / "manifest.csv", newline="") as fh, open(out_csv, "w", newline="") as oh:
-        w = csv.writer(oh)
-        w.writerow(["path", "label", "source", "group", "fitzpatrick"])
-        for r in csv.DictReader(fh):
-            if r["split"] == "test":
-                rel = os.path.relpath(r["path"], out_csv.parent.resolve())
-                w.writerow([rel, r["label"], r["source"], r["group"], r["fitzpatrick"]])
-                n += 1
-    return n
+from triage.sources import write_split_manifest
 
 
 def _row(name: str, m: dict) -> str:
@@ -171,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = torch.load(dest, map_location="cpu", weights_only=True)["meta"]
     report = json.loads((run / "metrics.json").read_text())
     cfg = json.loads(json.dumps(meta["train_config"]))
-    n = write_test_manifest(Path(cfg["data"]), models / "test_manifest.csv")
+    n = write_split_manifest(cfg["data"], "test", models / "test_manifest.csv")
     card = render_card(meta, report, dest.stat().st_size / 1e6, sha, args.command)
     (models / "MODEL_CARD.md").write_text(card)
     print(f"shipped {dest} ({sha[:12]}), test manifest {n} rows, classes {list(OUTCOMES)}")

@@ -245,3 +245,23 @@ def load_source(name: str, root: str | Path, check_count: bool = True) -> list[R
     if check_count and len(records) != source.expected_count:
         raise CountMismatch(f"{name}: expected {source.expected_count} images, found {len(records)}")
     return records
+
+
+def write_split_manifest(folder: str | Path, split: str, out_csv: str | Path) -> int:
+    """Write one split of a build as a manifest CSV (paths relative to the CSV) for ``python -m triage evaluate``.
+
+    Returns:
+        rows written.
+    """
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with open(Path(folder) / "manifest.csv", newline="", encoding="utf-8") as fh, open(out_csv, "w", newline="") as oh:
+        w = csv.writer(oh)
+        w.writerow(["path", "label", "source", "group", "fitzpatrick"])
+        for r in csv.DictReader(fh):
+            if r["split"] == split:
+                rel = os.path.relpath(r["path"], out_csv.parent.resolve())
+                w.writerow([rel, r["label"], r["source"], r["group"], r["fitzpatrick"]])
+                n += 1
+    return n

@@ -1,8 +1,10 @@
 """The Gradio app: a kind answer for clients, a second look for therapists, Learn and About.
 
 Built by :func:`build_app`; nothing is loaded at import. Photos are handled
-in memory; Gradio's own upload cache is cleaned every few minutes
-(``delete_cache``). No flagging, analytics or share links.
+in memory: every event that takes one reads the upload and deletes its file
+at once (:func:`triage.upload_dir.take_upload`), and nothing the app shows or
+offers for download (heatmap, printable summary) is written to disk. No
+flagging, analytics or share links.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import html
 import logging
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -22,6 +23,8 @@ from triage.content_loader import LEARN_PAGES, OUTCOME_PAGES, page
 from triage.decode import UploadError, decode_upload
 from triage.engine import Triage, TriageResult
 from triage.outcomes import CANT_ASSESS, OUTCOMES
+from triage.therapist_view import heatmap_html, probability_panel, summary_link_html
+from triage.upload_dir import take_upload
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,15 @@ CSS = """
 .outcome-card h2 {margin: 0 0 6px 0; font-size: 1.3rem; color: #fff}
 .outcome-card p {margin: 4px 0; color: #fff}
 .disclaimer {font-size: 0.9rem; background: #f4f1ea; color: #333; border-radius: 8px; padding: 10px}
+.prob-title, .gradcam figcaption {font-weight: 600; margin: 0 0 6px 0}
+.prob-row {display: grid; grid-template-columns: minmax(8em, 11em) 1fr 3em; gap: 8px; align-items: center}
+.prob-bar {background: #e6e6e6; border-radius: 4px; height: 12px; overflow: hidden}
+.prob-bar span {display: block; height: 100%; background: #5a6b86}
+.prob-value {text-align: right; font-variant-numeric: tabular-nums}
+.prob-decision {font-size: 0.75rem; border: 1px solid currentColor; border-radius: 4px; padding: 0 4px}
+.prob-note {margin: 8px 0 0 0}
+.gradcam {margin: 0}
+.gradcam img {max-width: 100%; height: auto; border-radius: 8px}
 /* Phones. Gradio pads its .main box 32 px a side: 8 px on a phone, 32 px from about 900 px up. Gradio copies
    rules inside @media only under ".gradio-container .contain", which is inside .main, so this one stays
    outside. It also moves tabs that do not fit into a "..." menu: narrower tab padding keeps all four in view. */
@@ -116,15 +128,6 @@ def education_for(outcome: str) -> str:
     return "\n\n---\n\n".join(parts)
 
 
-def _read_upload(path: str | dict | None) -> bytes:
-    # A dict is Gradio's raw file payload (events with preprocess=False); its file is in Gradio's upload folder.
-    if isinstance(path, dict):
-        path = path.get("path")
-    if not path:
-        raise UploadError("empty", "Please add a photo first.")
-    return Path(path).read_bytes()
-
-
 def predict_within_limit(pool: ThreadPoolExecutor, triage: Triage, data: bytes) -> TriageResult:
     """``triage.predict_bytes(data)``, answered within ``limits.REQUEST_TIMEOUT_S`` seconds.
 
@@ -140,11 +143,6 @@ def predict_within_limit(pool: ThreadPoolExecutor, triage: Triage, data: bytes) 
         future.cancel()  # Still waiting for a worker: it never starts. Already running: it cannot be stopped.
         log.warning("check abandoned after %.1f s (request timeout)", timeout)
         raise UploadError("timeout") from None
-
-
-def probabilities_label(result: TriageResult) -> dict[str, float]:
-    """Probabilities for gr.Label (empty when the model did not run)."""
-    return dict(result.probabilities or {})
 
 
 def summary_html(result: TriageResult, ticked: list[str], notes: str) -> str:
@@ -190,33 +188,41 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
     # photos are checked at once in the whole app (separate limits allowed three times that, each check taking
     # up to a few hundred MB for a large photo, on a 2-thread model).
     one_check_queue = {"concurrency_id": "photo-check", "concurrency_limit": limits.CONCURRENCY_LIMIT}
+    ood_threshold = (triage.meta.get("ood") or {}).get("threshold")
 
-    def run(path: str | None):
+    def take(payload) -> bytes:
+        # The photo's bytes, its file already deleted: whatever happens next (a result, a refusal, a timeout),
+        # no copy of it stays on disk.
+        return take_upload(payload, app.GRADIO_CACHE, app.upload_file_set)
+
+    def run(payload):
+        data = None
         try:
-            result = predict_within_limit(pool, triage, _read_upload(path))
+            data = take(payload)
+            result = predict_within_limit(pool, triage, data)
         except UploadError as err:
             msg = (
                 "<div class='outcome-card' style='background:#555'><h2>We couldn't open this file</h2>"
                 f"<p>{html.escape(err.user_message)}</p></div>"
             )
-            return msg + disclaimer_html(), "", None
-        return outcome_card(result), education_for(result.outcome), result
+            return msg + disclaimer_html(), "", None, None
+        return outcome_card(result), education_for(result.outcome), result, data
 
-    def client(path):
-        card, edu, _ = run(path)
+    def client(payload):
+        card, edu, _, _ = run(payload)
         return card, edu
 
-    def therapist(path):
-        card, edu, result = run(path)
+    def therapist(payload):
+        card, edu, result, data = run(payload)
         if result is None:
-            return card, {}, {}, None, None
-        heat = None
+            return card, "", {}, "", None
+        heat = ""
         if result.probabilities is not None:
             from triage.gradcam import gradcam, overlay
 
-            img = decode_upload(_read_upload(path)).image
+            img = decode_upload(data).image  # from the bytes in memory: the file is gone already
             cls = OUTCOMES.index(result.outcome) if result.outcome in OUTCOMES else 3
-            heat = overlay(img, gradcam(triage.model, triage.input_tensor(img), cls))
+            heat = heatmap_html(overlay(img, gradcam(triage.model, triage.input_tensor(img), cls)))
         details = {
             "quality": result.quality,
             "ood_score": result.ood_score,
@@ -224,28 +230,26 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
             "reason_codes": result.reason_codes,
             "timings_ms": result.timings_ms,
         }
-        return card, probabilities_label(result), details, heat, result.to_dict()
+        panel = probability_panel(result, triage.thresholds, ood_threshold)
+        return card, panel, details, heat, result.to_dict()
 
     def make_summary(state, ticked, notes):
         if not state:
-            return None
+            return ""
         result = TriageResult(**{k: v for k, v in state.items() if k in TriageResult.__dataclass_fields__})
-        # Written inside Gradio's own cache, where it is served from as is and removed by delete_cache with the
-        # uploads. (A file elsewhere, e.g. tempfile's default folder, is copied into the cache and the original,
-        # holding the client's notes and ticked health items, would stay on disk for good.)
-        folder = Path(t_file.GRADIO_CACHE) / f"summary-{uuid.uuid4().hex}"
-        folder.mkdir(parents=True)
-        name = folder / "consultation-summary.html"
-        name.write_text(summary_html(result, ticked or [], notes), encoding="utf-8")
-        return str(name)
+        # Handed over inside the page as a download link: the server writes no file holding the client's notes
+        # and ticked health items (a gr.File output would be a file in Gradio's cache until it is cleaned).
+        return summary_link_html(summary_html(result, ticked or [], notes))
 
-    def api(file_path: str | None) -> dict:
+    def api(payload) -> dict:
         try:
-            return predict_within_limit(pool, triage, _read_upload(file_path)).to_dict()
+            return predict_within_limit(pool, triage, take(payload)).to_dict()
         except UploadError as err:
             return {"error": err.user_message}
 
-    with gr.Blocks(title="Skin spot triage (educational)", analytics_enabled=False, delete_cache=(300, 600)) as app:
+    # Gradio's own cleanup is the backstop for a photo that is uploaded but never sent for checking.
+    backstop = (limits.UPLOAD_SWEEP_EVERY_S, limits.UNCHECKED_UPLOAD_MAX_AGE_S)
+    with gr.Blocks(title="Skin spot triage (educational)", analytics_enabled=False, delete_cache=backstop) as app:
         gr.Markdown(
             "# Skin spot triage\nAn educational second look before an extraction facial. **Not a medical opinion.**"
         )
@@ -268,14 +272,15 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
             t_go = gr.Button("Analyse", variant="primary")
             t_card = gr.HTML()
             with gr.Row():
-                t_probs = gr.Label(label="How closely the photo resembles each group (calibrated)", num_top_classes=4)
-                t_heat = gr.Image(label="Where the model looked (Grad-CAM)", interactive=False, buttons=[])
+                # Bars only, no headline class: the outcome card above is the decision (triage.therapist_view).
+                t_probs = gr.HTML()
+                t_heat = gr.HTML()  # inline image: gr.Image would save it as a file in Gradio's cache
             t_details = gr.JSON(label="Photo quality, out-of-distribution score, model version")
             state = gr.State()
             ticks = gr.CheckboxGroup(CHECKLIST, label="Contraindication checklist (tick what applies)")
             notes = gr.Textbox(label="Notes for the client file", lines=2)
             t_sum = gr.Button("Make printable summary")
-            t_file = gr.File(label="Summary (HTML, print to PDF from the browser)")
+            t_file = gr.HTML()  # a download link that carries the summary itself
             t_go.click(
                 therapist,
                 t_photo,
@@ -295,7 +300,8 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
         api_in = gr.File(visible=False, type="filepath")
         api_out = gr.JSON(visible=False)
         api_btn = gr.Button(visible=False)
-        api_btn.click(api, api_in, api_out, api_name="triage", **one_check_queue)
+        # preprocess=False: gr.File's preprocessing leaves an empty temporary file in the cache on every call.
+        api_btn.click(api, api_in, api_out, api_name="triage", preprocess=False, **one_check_queue)
     # The queue's bounds belong to the app, so every launcher gets them (serve.py sets the same values).
     app.queue(default_concurrency_limit=limits.CONCURRENCY_LIMIT, max_size=limits.QUEUE_MAX_SIZE)
     return app

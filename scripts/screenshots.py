@@ -6,7 +6,8 @@ Usage:
 Starts ``serve.py`` on 127.0.0.1 at a free port, then saves three PNGs (each kept under 300 KB):
 
 * ``client-phone.png``: the "Check a photo" result on a 390 px wide phone screen;
-* ``therapist.png``: the Therapist tab after "Analyse" (probabilities and Grad-CAM heatmap);
+* ``therapist.png``: the Therapist tab after "Analyse", from the decision down: the outcome card, the
+  probability bars (no headline class) and the Grad-CAM heatmap;
 * ``learn.png``: the Learn tab.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``/usr/bin/chromium``, ``/usr/bin/chromedriver``) and
@@ -158,9 +159,14 @@ def upload_and_click(driver, photo: Path, button: str, wait_css: tuple[str, ...]
     panel = visible_panel(driver)
     assert panel is not None, "no visible tab panel"
     panel.find_element(By.CSS_SELECTOR, "input[type='file']").send_keys(str(Path(photo).resolve()))
-    # The upload is done when the preview <img> appears in this panel.
+    # The upload is done when the preview <img> in this panel has finished loading (or failed to: a file that
+    # is not a photo). The server deletes the uploaded file once it is checked, so the button is pressed only
+    # after the browser holds its own copy, as a person does who sees the preview first.
     WebDriverWait(driver, WAIT_S).until(
-        lambda d: any(i.is_displayed() for i in panel.find_elements(By.TAG_NAME, "img"))
+        lambda d: d.execute_script(
+            "return Array.from(arguments[0].querySelectorAll('img')).some(i => i.offsetParent !== null && i.complete);",
+            panel,
+        )
     )
     buttons = [b for b in panel.find_elements(By.TAG_NAME, "button") if b.text.strip() == button]
     assert buttons, f"no button {button!r} in the visible tab"
@@ -176,6 +182,15 @@ def upload_and_click(driver, photo: Path, button: str, wait_css: tuple[str, ...]
         return found
 
     return WebDriverWait(driver, WAIT_S).until(all_there)
+
+
+def loaded_images(driver, element) -> list[str]:
+    """``src`` of every displayed ``<img>`` under ``element`` that has finished loading (and has pixels)."""
+    return driver.execute_script(
+        "return Array.from(arguments[0].querySelectorAll('img'))"
+        "  .filter(i => i.offsetParent !== null && i.complete && i.naturalWidth > 0).map(i => i.src);",
+        element,
+    )
 
 
 def page_widths(driver) -> tuple[int, int]:
@@ -338,17 +353,18 @@ def take_screenshots(url: str, photo: Path, out: Path, profile_dir: Path) -> lis
         set_viewport(driver, *DESKTOP, mobile=False)
         open_app(driver, url)
         select_tab(driver, "Therapist")
-        got = upload_and_click(driver, photo, "Analyse", (".outcome-card", ".disclaimer"))
+        got = upload_and_click(driver, photo, "Analyse", (".outcome-card", ".prob-panel"))
         panel = visible_panel(driver)
         # The heatmap arrives with the card only when the model ran (not for "can't assess"): give it a moment.
         heatmap = None
         for _ in range(20):
             heatmap = block_labelled(driver, panel, "Where the model looked")
-            if heatmap is not None and heatmap.find_elements("css selector", "img"):
+            if heatmap is not None and loaded_images(driver, heatmap):
                 break
             time.sleep(0.25)
-        last = heatmap if heatmap is not None else got[".disclaimer"]
-        saved.append(screenshot(driver, out / "therapist.png", region(driver, last)))
+        last = heatmap if heatmap is not None else got[".prob-panel"]
+        # From the decision down: the card first, then the probabilities and the heatmap.
+        saved.append(screenshot(driver, out / "therapist.png", region(driver, last, first=got[".outcome-card"])))
 
         open_app(driver, url)
         select_tab(driver, "Learn")

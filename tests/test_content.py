@@ -143,7 +143,7 @@ def test_cant_assess_page_lists_every_reason_the_app_gives() -> None:
         assert phrase in text
 
 
-def test_no_page_explains_extraction_steps_without_saying_never_at_home() -> None:
+def test_pages_about_removal_say_never_at_home() -> None:
     for name in ("extraction", "faq", "milia"):
         text = page(name).lower()
         assert all(w in text for w in ("needle", "pin", "kit")), f"{name}.md lacks the never-at-home warning"

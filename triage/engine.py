@@ -35,7 +35,7 @@ OOD_MESSAGE = (
     "Please take a clear close-up of the spot on your skin, or see a doctor if you are worried."
 )
 UNSURE_MESSAGE = "The photo's features were mixed, so the careful answer is to have a doctor look at it."
-REFER_MESSAGE = "Some features of the photo resemble spots that a doctor should look at before any facial."
+REFER_MESSAGE = "Some features of the photo resemble spots a doctor should look at, whether or not you plan a facial."
 
 
 class ModelLoadError(RuntimeError):

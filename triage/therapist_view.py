@@ -80,13 +80,13 @@ def probability_panel(result: TriageResult, thresholds: Thresholds, ood_threshol
     return f"<div class='prob-panel' data-decision='{result.outcome}'>{title}{''.join(rows)}{note_html}</div>"
 
 
-def heatmap_html(image: Image.Image) -> str:
+def heatmap_html(image: Image.Image, caption: str = HEATMAP_TITLE) -> str:
     """The Grad-CAM overlay as an inline image (JPEG in a ``data:`` URL; a fresh image, so no metadata)."""
     buf = io.BytesIO()
     image.convert("RGB").save(buf, "JPEG", quality=85)
     src = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
     return (
-        f"<figure class='gradcam'><figcaption>{html.escape(HEATMAP_TITLE)}</figcaption>"
+        f"<figure class='gradcam'><figcaption>{html.escape(caption)}</figcaption>"
         f"<img src='{src}' alt='Heatmap over the photo: red marks the areas that weighed most in the answer'>"
         "</figure>"
     )

@@ -180,3 +180,13 @@ def test_a_request_that_times_out_leaves_no_file_behind(slow_app, make_photo, tm
     assert timeout_message in card.replace("&#x27;", "'")
     left = files_left_after(slow_app.temp_dir, EMPTY_WITHIN_S)
     assert not left, f"files left after requests that timed out: {left}"
+
+
+def test_privacy_page_states_the_backstop_the_app_uses():
+    from triage.content_loader import page
+
+    minutes = (limits.UPLOAD_SWEEP_EVERY_S + limits.UNCHECKED_UPLOAD_MAX_AGE_S) / 60
+    assert minutes == int(minutes)
+    text = page("privacy")
+    assert f"deleted within {int(minutes)} minutes" in text
+    assert "deleted as soon as it is checked" in text and "summary" in text and "ticked" in text

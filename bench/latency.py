@@ -5,7 +5,9 @@ Usage:
 
 Generates a 4000x3000 and a 1024 px JPEG (textured, skin-toned), runs each
 through ``Triage.predict_bytes`` ``--repeats`` times on 2 threads, and
-reports p50 / p95 in milliseconds plus the model-only forward time.
+reports p50 / p95 in milliseconds plus the model step alone (network,
+calibrated softmax, OOD score), timed exactly as ``bench/onnx_latency.py``
+times it (``triage.model_step_timing``).
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import platform
-import statistics
 import time
 
 import numpy as np
@@ -23,6 +25,7 @@ from PIL import Image
 
 from triage.decode import decode_upload
 from triage.engine import DEFAULT_MODEL, Triage
+from triage.model_step_timing import benchmark_input, summary_ms, time_model_step
 
 
 def synthetic_photo(width: int, height: int, seed: int = 0) -> bytes:
@@ -79,20 +82,9 @@ def main() -> None:
             "outcome": result.outcome,
             "decoded_size": list(decode_upload(data).image.size),
         }
-    x = triage.input_tensor(Image.open(io.BytesIO(synthetic_photo(640, 480))).convert("RGB"))
-    with torch.no_grad():
-        for _ in range(5):
-            triage.model(x)
-        times = []
-        for _ in range(args.repeats * 3):
-            t0 = time.perf_counter()
-            triage.model(x)
-            times.append((time.perf_counter() - t0) * 1e3)
-    out["model_forward"] = {
-        "p50_ms": pct(times, 50),
-        "p95_ms": pct(times, 95),
-        "median_ms": round(statistics.median(times), 2),
-    }
+    step = summary_ms(time_model_step(triage, benchmark_input(triage), args.repeats * 3))
+    out["model_step"] = {"p50_ms": round(step["median_ms"], 2), "p95_ms": round(step["p95_ms"], 2)} | step
+    out["load_average"] = [round(v, 2) for v in os.getloadavg()]
     text = json.dumps(out, indent=1)
     print(text)
     if args.out:

@@ -146,8 +146,52 @@ def visible_panel(driver):
     return panels[0] if panels else None
 
 
-def upload_and_click(driver, photo: Path, button: str, wait_css: tuple[str, ...]) -> dict:
-    """In the visible tab: upload ``photo``, click ``button``, wait for every selector in ``wait_css``.
+def upload_photo(driver, photo: Path, slot: int = 0) -> None:
+    """In the visible tab: put ``photo`` into the ``slot``-th photo input (0: the first) and wait for its preview."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    panel = visible_panel(driver)
+    assert panel is not None, "no visible tab panel"
+    before = len(_previews(panel))
+    panel.find_elements(By.CSS_SELECTOR, "input[type='file']")[slot].send_keys(str(Path(photo).resolve()))
+    # The upload is done when one more preview <img> appears in this panel.
+    WebDriverWait(driver, WAIT_S).until(lambda d: len(_previews(panel)) > before)
+
+
+def _previews(panel) -> list:
+    from selenium.webdriver.common.by import By
+
+    return [i for i in panel.find_elements(By.CSS_SELECTOR, ".image-frame img") if i.is_displayed()]
+
+
+def tap_photo(driver, fx: float, fy: float, slot: int = 0) -> None:
+    """Tap (click) the ``slot``-th photo preview of the visible tab at ``fx``, ``fy`` of its width and height.
+
+    The preview is letterboxed inside its box, so the point is computed on the picture as drawn; waits until
+    the page says the spot is marked.
+    """
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    panel = visible_panel(driver)
+    img = _previews(panel)[slot]
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", img)
+    dx, dy = driver.execute_script(
+        "const i = arguments[0], r = i.getBoundingClientRect();"
+        "const s = Math.min(r.width / i.naturalWidth, r.height / i.naturalHeight, 1);"
+        "const w = i.naturalWidth * s, h = i.naturalHeight * s;"
+        "return [arguments[1] * w - w / 2, arguments[2] * h - h / 2];",  # offsets from the element's centre
+        img,
+        fx,
+        fy,
+    )
+    ActionChains(driver).move_to_element_with_offset(img, round(dx), round(dy)).click().perform()
+    WebDriverWait(driver, WAIT_S).until(lambda d: "Spot marked" in panel.text)
+
+
+def click_and_wait(driver, button: str, wait_css: tuple[str, ...]) -> dict:
+    """In the visible tab: click ``button``, wait for every selector in ``wait_css``.
 
     Returns:
         ``{selector: element}`` for the first visible match of each selector.
@@ -156,12 +200,6 @@ def upload_and_click(driver, photo: Path, button: str, wait_css: tuple[str, ...]
     from selenium.webdriver.support.ui import WebDriverWait
 
     panel = visible_panel(driver)
-    assert panel is not None, "no visible tab panel"
-    panel.find_element(By.CSS_SELECTOR, "input[type='file']").send_keys(str(Path(photo).resolve()))
-    # The upload is done when the preview <img> appears in this panel.
-    WebDriverWait(driver, WAIT_S).until(
-        lambda d: any(i.is_displayed() for i in panel.find_elements(By.TAG_NAME, "img"))
-    )
     buttons = [b for b in panel.find_elements(By.TAG_NAME, "button") if b.text.strip() == button]
     assert buttons, f"no button {button!r} in the visible tab"
     buttons[0].click()
@@ -176,6 +214,16 @@ def upload_and_click(driver, photo: Path, button: str, wait_css: tuple[str, ...]
         return found
 
     return WebDriverWait(driver, WAIT_S).until(all_there)
+
+
+def upload_and_click(driver, photo: Path, button: str, wait_css: tuple[str, ...]) -> dict:
+    """In the visible tab: upload ``photo``, click ``button``, wait for every selector in ``wait_css``.
+
+    Returns:
+        ``{selector: element}`` for the first visible match of each selector.
+    """
+    upload_photo(driver, photo)
+    return click_and_wait(driver, button, wait_css)
 
 
 def page_widths(driver) -> tuple[int, int]:

@@ -3,9 +3,10 @@
 Usage:
     python scripts/screenshots.py [--model models/triage-mnv3s.pt] [--out docs/screenshots] [--photo spot.jpg]
 
-Starts ``serve.py`` on 127.0.0.1 at a free port, then saves three PNGs (each kept under 300 KB):
+Starts ``serve.py`` on 127.0.0.1 at a free port, then saves four PNGs (each kept under 300 KB):
 
 * ``client-phone.png``: the "Check a photo" result on a 390 px wide phone screen;
+* ``tap-phone.png``: the same photo with one spot tapped: the answer and the framed area that was judged;
 * ``therapist.png``: the Therapist tab after "Analyse" (probabilities and Grad-CAM heatmap);
 * ``learn.png``: the Learn tab.
 
@@ -42,6 +43,8 @@ CHROMEDRIVER_CANDIDATES = ("/usr/bin/chromedriver",)
 PHONE = (390, 844)
 DESKTOP = (1280, 900)
 MAX_PNG_BYTES = 300_000
+#: Where the tap screenshot taps the photo (fractions of width and height).
+TAP_AT = (0.3, 0.56)  # on one of the generated photo's pale bumps
 #: Seconds to wait for a page, a result or the app to start (the machine may be busy).
 WAIT_S = 120.0
 
@@ -382,6 +385,14 @@ def take_screenshots(url: str, photo: Path, out: Path, profile_dir: Path) -> lis
         got = upload_and_click(driver, photo, "Check my photo", (".outcome-card", ".disclaimer"))
         # Title, tabs, photo, outcome card and disclaimer: what a client sees after "Check my photo".
         saved.append(screenshot(driver, out / "client-phone.png", region(driver, got[".disclaimer"])))
+
+        # Tap the spot: a fresh page, the photo, one tap, then the answer with the framed area it judged.
+        open_app(driver, url)
+        select_tab(driver, "Check a photo")
+        upload_photo(driver, photo)
+        tap_photo(driver, *TAP_AT)
+        got = click_and_wait(driver, "Check my photo", (".outcome-card", ".judged img", ".disclaimer"))
+        saved.append(screenshot(driver, out / "tap-phone.png", region(driver, got[".disclaimer"])))
 
         set_viewport(driver, *DESKTOP, mobile=False)
         open_app(driver, url)

@@ -168,3 +168,26 @@ def test_tap_the_spot_in_a_real_browser(browser, app_url, artefacts, tmp_path, s
     assert top == pytest.approx(0.3, abs=0.03) and bottom == pytest.approx(0.9, abs=0.03)
     scroll_width, inner_width = shots.page_widths(browser)
     assert scroll_width <= inner_width + OVERFLOW_TOLERANCE_PX, f"page is {scroll_width} px wide on a {inner_width}"
+
+
+def test_several_photos_in_the_therapist_tab_one_unreadable(browser, app_url, artefacts, tmp_path):
+    near = shots.skin_like_photo(tmp_path / "near.jpg", size=480)
+    far = tmp_path / "far.jpg"
+    far.write_text("Not a photo: a note saved with the wrong name.\n", encoding="utf-8")
+    shots.set_viewport(browser, *shots.DESKTOP, mobile=False)
+    shots.open_app(browser, app_url)
+    shots.select_tab(browser, "Therapist")
+    shots.upload_photo(browser, near)
+    shots.tap_photo(browser, 0.3, 0.56)
+    panel = shots.visible_panel(browser)
+    [b for b in panel.find_elements("css selector", "button") if "More photos of the same area" in b.text][0].click()
+    shots.upload_photo(browser, far, slot=1)
+
+    got = shots.click_and_wait(browser, "Analyse", (".outcome-card", ".judged img", ".disclaimer"))
+    shots.screenshot(browser, artefacts / "several-photos-desktop.png", shots.region(browser, got[".disclaimer"]))
+
+    judged = [j.text for j in panel.find_elements("css selector", ".judged")]
+    assert len(judged) == 2, judged
+    assert judged[0].startswith("Photo 1:") and "framed area around the spot you tapped" in judged[0]
+    assert judged[1].startswith("Photo 2:") and "doesn't look like a photo" in judged[1]  # and photo 1 answered
+    assert "Error" not in _visible_text(browser)

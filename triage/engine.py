@@ -268,9 +268,10 @@ class Triage:
         ood_thr = self.meta.get("ood", {}).get("threshold") if gate else None
         outcome, codes = decide_outcome(probs, quality_reasons, score, self.thresholds, ood_thr)
         sentences = report.messages() if quality_reasons else []
-        if point is not None and ("not_like_skin" in codes or "too_little_skin" in codes):
+        if point is not None and "too_little_skin" in codes:
+            # About the place tapped, not the whole photo: the framed area around it is mostly not skin.
             sentences = [TAP_NOT_SKIN_MESSAGE] + [m for m in sentences if m != MESSAGES["too_little_skin"]]
-        elif "not_like_skin" in codes:
+        if "not_like_skin" in codes:
             sentences.append(OOD_MESSAGE)
         if "unsure" in codes:
             sentences.append(UNSURE_MESSAGE)

@@ -11,6 +11,7 @@ from PIL import Image
 from triage.combine import CAUTIOUS, MEAN, combine_crop_probabilities
 from triage.crops import (
     MIN_CROP_SIDE,
+    MIN_JUDGED_SIDE,
     POINT_FORMAT_MESSAGE,
     POINT_OUTSIDE_MESSAGE,
     Box,
@@ -110,13 +111,23 @@ def test_the_tapped_point_stays_inside_its_box_everywhere():
             assert box.left - 1 <= x * w <= box.right + 1 and box.top - 1 <= y * h <= box.bottom + 1
 
 
-def test_tap_boxes_are_nested_smallest_first_and_drop_squares_too_small_to_judge():
-    boxes = tap_boxes(1000, 750, (0.4, 0.6))
-    assert [b.side for b in boxes] == sorted(b.side for b in boxes) and len(boxes) == 3
-    # A 150 px photo: 0.25 and 0.4 of it are under MIN_CROP_SIDE, only the largest crop is judged.
-    assert [b.side for b in tap_boxes(200, 150, (0.5, 0.5))] == [90]
-    # A 100 px photo: every crop is too small, the caller says "take a closer photo".
-    assert tap_boxes(100, 100, (0.5, 0.5)) == [] and MIN_CROP_SIDE > 60
+def test_tap_boxes_are_nested_smallest_first():
+    # A 12 MP phone photo as decoded (1000 x 750): a quarter, 40% and 60% of the shorter side.
+    boxes = tap_boxes(1000, 750, (0.4, 0.6), (0.25, 0.4, 0.6))
+    assert [b.side for b in boxes] == [188, 300, 450]
+
+
+def test_tap_boxes_never_blow_a_few_pixels_up_to_the_model_input():
+    # 600 x 400: a quarter would be 100 px; it gets MIN_JUDGED_SIDE instead (the model's canonical square).
+    assert [b.side for b in tap_boxes(600, 400, (0.5, 0.5), (0.25, 0.6))] == [MIN_JUDGED_SIDE, 240]
+    # A 150 px photo: every scale is the square around the tap, judged once.
+    assert [b.side for b in tap_boxes(200, 150, (0.2, 0.5), (0.25, 0.4, 0.6))] == [150]
+
+
+def test_a_photo_too_small_to_crop_gets_no_boxes():
+    # Under MIN_CROP_SIDE there is nothing to judge: the caller says "take a closer photo".
+    assert tap_boxes(60, 50, (0.5, 0.5)) == [] and MIN_CROP_SIDE == 64
+    assert len(tap_boxes(64, 64, (0.5, 0.5))) == 1
 
 
 def test_box_fractions_round_trip_to_pixels_at_any_size():

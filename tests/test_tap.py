@@ -16,7 +16,7 @@ from test_app import assert_well_formed, is_sentence
 from triage.__main__ import main as cli
 from triage.app import PhotoAnswer, lead_answer, photo_answers_html
 from triage.crops import MAX_PHOTOS, POINT_FORMAT_MESSAGE, POINT_OUTSIDE_MESSAGE, TOO_MANY_PHOTOS_MESSAGE
-from triage.engine import CROP_TOO_SMALL_MESSAGE, TAP_NOT_SKIN_MESSAGE, TriageResult
+from triage.engine import CROP_TOO_SMALL_MESSAGE, TAP_LOW_RES_MESSAGE, TAP_NOT_SKIN_MESSAGE, TriageResult
 from triage.outcomes import CANT_ASSESS, OUTCOMES
 
 
@@ -70,11 +70,19 @@ def test_api_bad_point_gets_a_plain_error(client, spot, point, message):
 
 def test_api_tap_on_a_photo_too_small_to_crop_says_take_a_closer_photo(client, make_photo, tmp_path):
     path = tmp_path / "tiny.png"
-    add_grain(make_photo(33, (100, 100))).save(path, "PNG")
+    add_grain(make_photo(33, (60, 60))).save(path, "PNG")  # under the 64 px a crop needs
     result = client.predict(handle_file(str(path)), point="0.5,0.5", api_name="/triage")
     assert result["outcome"] == CANT_ASSESS and result["reason_codes"] == ["crop_too_small"]
     assert result["reasons"] == [CROP_TOO_SMALL_MESSAGE] and "closer photo" in CROP_TOO_SMALL_MESSAGE
     assert result["probabilities"] is None
+
+
+def test_api_tap_on_a_small_photo_judges_the_square_around_it_and_says_a_closer_photo_helps(client, spot, tmp_path):
+    small = tmp_path / "small.jpg"
+    Image.open(spot).resize((160, 120)).save(small, "JPEG", quality=95)
+    result = client.predict(handle_file(str(small)), point="0.2,0.5", api_name="/triage")
+    assert result["area"] == [0.0, 0.0, 0.75, 1.0]  # the 120 px square around the tap, shifted inside the photo
+    assert "tap_low_resolution" in result["reason_codes"] and TAP_LOW_RES_MESSAGE in result["reasons"]
 
 
 def test_api_tap_on_something_that_is_not_skin(client, make_photo, tmp_path):

@@ -338,7 +338,8 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
         note = gr.Markdown(TAP_HINT, elem_classes=["tap-note"])
         point = gr.State(None)
         # preprocess=False: the raw upload reaches our own decoder (as for the check buttons below).
-        image.select(tap, image, [point, note], api_visibility="private", preprocess=False, queue=False)
+        # The tap decodes the photo to learn its size, so it shares the checks' concurrency limit.
+        image.select(tap, image, [point, note], api_visibility="private", preprocess=False, **one_check_queue)
         # A new or removed photo forgets the old tap: it belonged to another picture.
         image.change(lambda: (None, TAP_HINT), None, [point, note], api_visibility="private", queue=False)
         return [image, point]

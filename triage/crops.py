@@ -5,8 +5,11 @@ that is after its EXIF orientation: the decoder (:mod:`triage.decode`) applies t
 anything else sees the pixels, so the same fractions name the same spot at any decoded size.
 
 Each box is a square centred on the point whose side is a share of the photo's shorter side
-(:data:`TAP_SCALES`). Near a border the box is shifted inwards rather than cut, so the model always sees a
-whole square of skin; the spot is then off-centre in it, which the model tolerates better than padding.
+(:data:`TAP_SCALES`), but never fewer pixels than the model's canonical square (:data:`MIN_JUDGED_SIDE`,
+176 px) unless the photo itself is smaller: a smaller crop would be blown up to the model's input, and the
+blur reads as "unsure". On a 12 MP phone photo (decoded at 1000 x 750) the three scales are 187, 300 and
+450 px; on a 200 px photo all three are the photo's shorter side, i.e. the square around the tap. Near a
+border the box is shifted inwards rather than cut, so the model always sees a whole square of skin.
 """
 
 from __future__ import annotations
@@ -15,11 +18,16 @@ import math
 import re
 from dataclasses import dataclass
 
+from triage.preprocess import CANONICAL_SIZE
+
 #: Sides of the crops judged around a tapped point, as shares of the photo's shorter side. Chosen with
 #: ``bench/tap_rule.py`` on close-up crops of the test split (see the README, "Tap the spot").
 TAP_SCALES: tuple[float, ...] = (0.25, 0.4, 0.6)
 
-#: Smallest crop side, in decoded pixels, worth judging: the photo-quality check's own minimum
+#: Fewest pixels a crop is given when the photo has them: the model's canonical square (no upscaling).
+MIN_JUDGED_SIDE = CANONICAL_SIZE
+
+#: Smallest crop side, in decoded pixels, worth judging at all: the photo-quality check's own minimum
 #: (``QualityThresholds.min_side``); a smaller square is a handful of pixels blown up to the model's input.
 MIN_CROP_SIDE = 64
 
@@ -118,7 +126,7 @@ def point_from_pixels(px: float, py: float, width: int, height: int) -> tuple[fl
     return check_point((px + 0.5) / width, (py + 0.5) / height)
 
 
-def crop_box(width: int, height: int, point: tuple[float, float], scale: float) -> Box:
+def crop_box(width: int, height: int, point: tuple[float, float], scale: float, min_px: int = 0) -> Box:
     """The square of side ``scale`` x the shorter side, centred on ``point``, shifted inside the photo.
 
     Args:
@@ -126,12 +134,14 @@ def crop_box(width: int, height: int, point: tuple[float, float], scale: float) 
         height: photo height in pixels.
         point: ``(x, y)`` fractions in [0, 1].
         scale: side as a share of ``min(width, height)``; values above 1 are treated as 1.
+        min_px: the side is at least this many pixels when the photo allows.
 
     Returns:
         A box that lies entirely inside the photo (at least 1 pixel).
     """
     x, y = check_point(*point)
-    side = max(1, min(round(min(scale, 1.0) * min(width, height)), width, height))
+    short = min(width, height)
+    side = max(1, min(max(round(min(scale, 1.0) * short), min_px), short))
     cx, cy = x * width, y * height
     # Clamp the box's corner, not the point: the box keeps its size and the spot stays inside it.
     left = min(max(round(cx - side / 2), 0), width - side)
@@ -145,16 +155,17 @@ def tap_boxes(
     point: tuple[float, float],
     scales: tuple[float, ...] = TAP_SCALES,
     min_side: int = MIN_CROP_SIDE,
+    min_px: int = MIN_JUDGED_SIDE,
 ) -> list[Box]:
-    """The crops judged for a tap, smallest first, leaving out any smaller than ``min_side`` pixels.
+    """The crops judged for a tap, smallest first: at least ``min_px`` a side where the photo allows.
 
     Returns:
-        Distinct boxes (a small photo can make two scales the same square); empty when every one is
-        too small to judge, which the caller turns into "take a closer photo".
+        Distinct boxes (on a small photo several scales give the same square); empty when the photo is too
+        small to judge (shorter side under ``min_side``), which the caller turns into "take a closer photo".
     """
     boxes: list[Box] = []
     for scale in sorted(scales):
-        box = crop_box(width, height, point, scale)
+        box = crop_box(width, height, point, scale, min_px)
         if box.side >= min_side and box not in boxes:
             boxes.append(box)
     return boxes
@@ -168,6 +179,7 @@ def oriented_size(width: int, height: int, orientation: int) -> tuple[int, int]:
 __all__ = [
     "TAP_SCALES",
     "MIN_CROP_SIDE",
+    "MIN_JUDGED_SIDE",
     "MAX_PHOTOS",
     "Box",
     "PointError",

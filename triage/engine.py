@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from triage.combine import TAP_RULE, combine_crop_probabilities
-from triage.crops import Box, tap_boxes
+from triage.crops import MIN_JUDGED_SIDE, Box, tap_boxes
 from triage.decode import UploadError, decode_path, decode_upload
 from triage.models import build_model, classify_features, features
 from triage.ood import ood_scores
@@ -43,6 +43,10 @@ CROP_TOO_SMALL_MESSAGE = (
     "Please take a closer photo of the spot, or tap nearer the middle of the photo."
 )
 TAP_NOT_SKIN_MESSAGE = "The place you tapped doesn't look like skin. Please tap on the spot itself."
+TAP_LOW_RES_MESSAGE = (
+    "This photo has too few pixels to zoom in on the spot you tapped, so the square around it was judged. "
+    "A closer photo would let us look at the spot on its own."
+)
 
 
 class ModelLoadError(RuntimeError):
@@ -277,6 +281,9 @@ class Triage:
             sentences.append(UNSURE_MESSAGE)
         if "refer_threshold" in codes:
             sentences.append(REFER_MESSAGE)
+        if boxes is not None and min(image.size) < MIN_JUDGED_SIDE:
+            codes.append("tap_low_resolution")
+            sentences.append(TAP_LOW_RES_MESSAGE)
         result = TriageResult(
             outcome=outcome,
             probabilities=None

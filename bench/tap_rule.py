@@ -17,7 +17,7 @@ On each set, with the shipped model and its own safety operating point (no retra
 
 * ``whole``: the whole photo, as the app answers without a tap;
 * ``tap_mean@S``: crops around the tap at the scales ``S`` (sides as shares of the shorter side; the first set
-  is ``triage.crops.TAP_SCALES``), calibrated probabilities averaged, then the policy once;
+  is ``triage.tap.TAP_SCALES``), calibrated probabilities averaged, then the policy once;
 * ``tap_cautious@S``: the policy on each crop, the most cautious outcome wins;
 * ``whole_plus_centre``: the whole photo and the centre crops at the first set of scales, averaged (would
   the no-tap answer gain from centre crops?).
@@ -45,13 +45,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from triage.combine import CAUTIOUS, MEAN, combine_crop_probabilities  # noqa: E402
-from triage.crops import MIN_JUDGED_SIDE, TAP_SCALES, crop_box, tap_boxes  # noqa: E402
 from triage.decode import UploadError, decode_path  # noqa: E402
 from triage.engine import DEFAULT_MODEL, Triage  # noqa: E402
 from triage.outcomes import NON_REFER, OUTCOMES, REFER  # noqa: E402
 from triage.policy import RISKY_IDX, Thresholds  # noqa: E402
 from triage.preprocess import crop_bottom  # noqa: E402
 from triage.sources import read_manifest  # noqa: E402
+from triage.tap import MIN_JUDGED_SIDE, TAP_SCALES, crop_box, tap_boxes  # noqa: E402
 
 CLOSEUP_SHARE = 0.6
 

@@ -3,17 +3,19 @@
 Usage:
     python scripts/screenshots.py [--model models/triage-mnv3s.pt] [--out docs/screenshots] [--photo spot.jpg]
 
-Starts ``serve.py`` on 127.0.0.1 at a free port, then saves four PNGs (each kept under 300 KB):
+Starts ``serve.py`` on 127.0.0.1 at a free port, then saves five PNGs (each kept under 300 KB):
 
-* ``client-phone.png``: the "Check a photo" result on a 390 px wide phone screen;
-* ``tap-phone.png``: the same photo with one spot tapped: the answer and the framed area that was judged;
+* ``client-milia-like.png`` and ``client-refer.png``: the "Check a photo" answer (card, disclaimer and the
+  answer's own page) on a 390 px wide phone screen, for a milia-like and a refer-to-doctor result;
+* ``tap-phone.png``: the milia-like photo with one spot tapped: the answer and the framed area that was judged;
 * ``therapist.png``: the Therapist tab after "Analyse" (probabilities and Grad-CAM heatmap);
 * ``learn.png``: the Learn tab.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``/usr/bin/chromium``, ``/usr/bin/chromedriver``) and
 ``selenium`` (the ``dev`` extra). The browser helpers here are shared with ``tests/test_browser.py``.
-Without ``--photo`` a generated skin-like image is used; the shipped model may well answer
-"can't assess" for it, so pass a real close-up for the README.
+The photos are generated (pale bumps; an uneven dark patch), so no person's photo is in the repository. Before
+the browser starts, the model itself is asked which generated photo gives each answer, so the shots show the
+intended answers for whatever model is served. ``--photo`` replaces the milia-like one (used as it is).
 """
 
 from __future__ import annotations
@@ -43,8 +45,6 @@ CHROMEDRIVER_CANDIDATES = ("/usr/bin/chromedriver",)
 PHONE = (390, 844)
 DESKTOP = (1280, 900)
 MAX_PNG_BYTES = 300_000
-#: Where the tap screenshot taps the photo (fractions of width and height).
-TAP_AT = (0.3, 0.56)  # on one of the generated photo's pale bumps
 #: Seconds to wait for a page, a result or the app to start (the machine may be busy).
 WAIT_S = 120.0
 
@@ -368,11 +368,77 @@ def skin_like_photo(path: Path, size: int = 480, seed: int = 7) -> Path:
     return path
 
 
-# -- the three screenshots ------------------------------------------------------------------------------
+def dark_patch_photo(path: Path, size: int = 480, seed: int = 1) -> Path:
+    """Write a generated close-up of skin with one uneven, irregular dark patch (JPEG), a stand-in for a mole."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFilter
+
+    rng = np.random.default_rng(seed)
+    image = Image.open(skin_like_photo(path, size, seed + 100)).convert("RGB")
+    shades = ((92, 58, 40), (60, 36, 30), (140, 90, 70))
+    for k in range(9):  # overlapping blobs of several browns: a ragged edge and more than one colour
+        cx, cy = size / 2 + rng.normal(0, size * 0.06, 2)
+        r = rng.uniform(0.05, 0.11) * size
+        mask = Image.new("L", (size, size), 0)
+        ImageDraw.Draw(mask).ellipse((cx - r, cy - r * rng.uniform(0.6, 1.2), cx + r, cy + r), fill=235)
+        mask = mask.filter(ImageFilter.GaussianBlur(r / 6))
+        image = Image.composite(Image.new("RGB", (size, size), shades[k % len(shades)]), image, mask)
+    arr = np.asarray(image).astype(np.float32) + rng.normal(0, 4.0, (size, size))[:, :, None]
+    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(path, "JPEG", quality=92)
+    return path
 
 
-def take_screenshots(url: str, photo: Path, out: Path, profile_dir: Path) -> list[Path]:
-    """Save the client (phone), therapist and Learn screenshots of the app at ``url`` into ``out``."""
+def palest_spot(path: Path) -> tuple[float, float]:
+    """Where the generated photo's palest bump is, as fractions of width and height (where the screenshot taps)."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    image = Image.open(path).convert("L").filter(ImageFilter.GaussianBlur(4))
+    y, x = np.unravel_index(np.argmax(np.asarray(image)), (image.height, image.width))
+    return (x + 0.5) / image.width, (y + 0.5) / image.height
+
+
+def photo_for(outcome: str, model: Path, folder: Path, tries: int = 40) -> Path:
+    """A generated photo that ``model`` answers ``outcome`` for (pale bumps for milia-like, else a dark patch).
+
+    Raises:
+        RuntimeError: none of ``tries`` generated photos gets that answer.
+    """
+    from triage.engine import Triage
+
+    make = skin_like_photo if outcome == "milia-like" else dark_patch_photo
+    triage = Triage.load(model)
+    for seed in range(tries):
+        path = make(folder / f"{outcome}-{seed}.jpg", seed=seed)
+        if triage.predict_path(path).outcome == outcome:
+            return path
+    raise RuntimeError(f"no generated photo got the answer {outcome!r} from {model}")
+
+
+def answer_region(driver, card) -> tuple[float, float, float, float]:
+    """From the outcome card down to the end of the answer's own page (the first rule below it, if any)."""
+    end = driver.execute_script(
+        "const card = arguments[0];"
+        "const title = [...document.querySelectorAll('h1')].find("
+        "  h => h.offsetParent && h.textContent.startsWith('Result') && "
+        "  (card.compareDocumentPosition(h) & Node.DOCUMENT_POSITION_FOLLOWING));"
+        "if (!title) return null;"
+        "const prose = title.closest('.prose') || title.parentElement;"
+        "return prose.querySelector('hr') || prose;",
+        card,
+    )
+    return region(driver, end if end is not None else card, first=card)
+
+
+# -- the screenshots -----------------------------------------------------------------------------------
+
+
+def take_screenshots(url: str, photos: dict[str, Path], out: Path, profile_dir: Path) -> list[Path]:
+    """Save the client answers (phone), therapist and Learn screenshots of the app at ``url`` into ``out``.
+
+    Args:
+        photos: ``{"milia-like": path, "refer-to-doctor": path}``; the milia-like one is also the therapist's.
+    """
     found = find_browser()
     if found is None:
         raise RuntimeError("chromium / chromedriver not found: apt-get install -y chromium chromium-driver")
@@ -380,17 +446,22 @@ def take_screenshots(url: str, photo: Path, out: Path, profile_dir: Path) -> lis
     saved = []
     try:
         set_viewport(driver, *PHONE, mobile=True)
-        open_app(driver, url)
-        select_tab(driver, "Check a photo")
-        got = upload_and_click(driver, photo, "Check my photo", (".outcome-card", ".disclaimer"))
-        # Title, tabs, photo, outcome card and disclaimer: what a client sees after "Check my photo".
-        saved.append(screenshot(driver, out / "client-phone.png", region(driver, got[".disclaimer"])))
+        for outcome, name in (("milia-like", "client-milia-like.png"), ("refer-to-doctor", "client-refer.png")):
+            open_app(driver, url)
+            select_tab(driver, "Check a photo")
+            got = upload_and_click(driver, photos[outcome], "Check my photo", (".outcome-card", ".disclaimer"))
+            shown = got[".outcome-card"].get_attribute("data-outcome")
+            if shown != outcome:
+                print(f"warning: {name} shows {shown!r}, not {outcome!r}", file=sys.stderr)
+            # The answer as a client reads it: card, disclaimer and the answer's own page.
+            saved.append(screenshot(driver, out / name, answer_region(driver, got[".outcome-card"])))
+        photo = photos["milia-like"]
 
         # Tap the spot: a fresh page, the photo, one tap, then the answer with the framed area it judged.
         open_app(driver, url)
         select_tab(driver, "Check a photo")
         upload_photo(driver, photo)
-        tap_photo(driver, *TAP_AT)
+        tap_photo(driver, *palest_spot(photo))
         got = click_and_wait(driver, "Check my photo", (".outcome-card", ".judged img", ".disclaimer"))
         saved.append(screenshot(driver, out / "tap-phone.png", region(driver, got[".disclaimer"])))
 
@@ -425,16 +496,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=REPO / "models" / "triage-mnv3s.pt", help="checkpoint to serve")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots", help="folder for the PNGs")
-    p.add_argument("--photo", type=Path, default=None, help="a close-up photo (default: a generated one)")
+    p.add_argument("--photo", type=Path, default=None, help="a milia-like close-up (default: a generated one)")
     args = p.parse_args(argv)
     if args.photo is not None and not args.photo.is_file():
         p.error(f"no such photo: {args.photo}")
     with tempfile.TemporaryDirectory(prefix="triage-shots-") as tmp:
         tmp_dir = Path(tmp)
-        photo = args.photo or skin_like_photo(tmp_dir / "skin.jpg")
         try:
+            photos = {o: photo_for(o, args.model, tmp_dir) for o in ("milia-like", "refer-to-doctor")}
+            if args.photo is not None:
+                photos["milia-like"] = args.photo
             with serve(args.model, tmp_dir / "serve.log") as url:
-                paths = take_screenshots(url, photo, args.out, tmp_dir / "profile")
+                paths = take_screenshots(url, photos, args.out, tmp_dir / "profile")
         except RuntimeError as err:
             print(f"screenshots.py: {err}", file=sys.stderr)
             return 2

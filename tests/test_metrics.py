@@ -131,3 +131,17 @@ def test_bootstrap_ci_nan_when_metric_undefined():
     y = np.zeros(10, dtype=int)  # no refer-to-doctor photo: its sensitivity is undefined everywhere
     lo, hi = M.bootstrap_ci(y, y, M.refer_sensitivity, n=20)
     assert math.isnan(lo) and math.isnan(hi)
+
+
+def test_benign_usefulness_counts_only_benign_photos_given_their_own_outcome():
+    # Benign photos: 3 milia (2 right), 2 pustule (1 right), 3 other (2 right) -> 5 of 8.
+    assert M.benign_usefulness(np.array(Y_TRUE), np.array(Y_PRED)) == pytest.approx(5 / 8)
+    assert M.summary(np.array(Y_TRUE), np.array(Y_PRED))["benign_usefulness"] == pytest.approx(0.625)
+
+
+def test_benign_usefulness_of_a_tool_that_refers_everyone_is_zero():
+    y = np.array(Y_TRUE)
+    refer_all = np.full_like(y, OUTCOMES.index(REFER))
+    assert M.benign_usefulness(y, refer_all) == 0.0
+    assert M.refer_sensitivity(y, refer_all) == 1.0
+    assert math.isnan(M.benign_usefulness(np.array([3, 3]), np.array([3, 0])))

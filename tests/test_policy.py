@@ -202,3 +202,21 @@ def test_combine_names_photo_by_position_without_file_and_keeps_driver_reasons()
     assert "file" not in combined.to_dict()
     with pytest.raises(ValueError):
         combine_results([])
+
+
+def test_choose_thresholds_on_two_sets_keeps_both_safe():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 4, 800)
+    photos = softmax(1.5 * np.eye(4)[y] + rng.normal(0, 1.0, (800, 4)))
+    # Close-ups the model is less sure about: refer-to-doctor less separable, so the photos' point alone
+    # would not be safe on them.
+    yc = rng.integers(0, 4, 800)
+    closeups = softmax(0.8 * np.eye(4)[yc] + rng.normal(0, 1.0, (800, 4)))
+    alone, _ = choose_thresholds(photos, y)
+    assert M.refer_sensitivity(yc, decide(closeups, alone)) < 0.95
+    both, point = choose_thresholds(photos, y, also={"closeup": (closeups, yc)})
+    for p, t in ((photos, y), (closeups, yc)):
+        pred = decide(p, both)
+        assert M.refer_sensitivity(t, pred) >= 0.95 and M.unsafe_miss_rate(t, pred) <= 0.02
+    assert point["closeup_refer_sensitivity"] == pytest.approx(M.refer_sensitivity(yc, decide(closeups, both)))
+    assert point["refer_sensitivity"] == pytest.approx(M.refer_sensitivity(y, decide(photos, both)))

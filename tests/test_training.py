@@ -206,7 +206,7 @@ def test_checkpoint_metadata_describes_the_model(triage, dataset):
     assert np.isfinite(ood["threshold"]) and ood["threshold"] > 0
     assert tuple(ood["means"].shape)[0] == len(OUTCOMES)
     assert tuple(ood["precision"].shape) == (ood["means"].shape[1],) * 2
-    assert set(meta["metrics"]) == {"test", "val"}
+    assert {"test", "val"} <= set(meta["metrics"]) <= {"test", "val", "closeup_test"}
     assert {"n", "balanced_accuracy", "refer_sensitivity", "unsafe_miss_rate"} <= set(meta["metrics"]["test"])
     assert triage.thresholds.refer == meta["refer_threshold"] and triage.temperature == meta["temperature"]
 
@@ -224,6 +224,41 @@ def test_resume_continues_without_repeating_epochs(run_dir, tmp_path):
     metrics = json.loads((resumed / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["model"]["history"]] == [1, 2, 3]
     assert Triage.load(resumed / "model.pt", threads=None).meta["classes"] == list(OUTCOMES)
+
+
+def test_build_cuts_lesion_crops_of_spot_outcomes_only(dataset, built):
+    with open(dataset["proc"] / "crops.csv", newline="") as fh:
+        crops = list(csv.DictReader(fh))
+    assert crops, "the synthetic milia-like / pustule photos have spots to crop"
+    # A manifest source's labels are outcomes: only the spot-type ones are cropped.
+    assert {c["label"] for c in crops} <= {"milia-like", "pustule"}
+    by_row = {r["cache_row"]: r for r in built["rows"]}
+    for c in crops:
+        parent = by_row[c["cache_row"]]
+        assert (c["split"], c["label"], c["group"]) == (parent["split"], parent["label"], parent["group"])
+    squares = np.load(dataset["proc"] / f"crops_{CANONICAL_SIZE}.npy", mmap_mode="r")
+    assert squares.shape == (len(crops), CANONICAL_SIZE, CANONICAL_SIZE, 3)
+    card = json.loads((dataset["proc"] / "data_card.json").read_text())
+    assert card["crops"]["crops"] == len(crops)
+    assert "## Lesion-centred crops" in (dataset["proc"] / "DATA_CARD.md").read_text()
+
+
+def test_run_with_crops_and_a_held_out_source_reports_closeups_and_the_source(dataset, built):
+    out = dataset["root"] / "runs"
+    flags = ["--lesion-crop-p", "0.5", "--holdout-source", "srcB"]
+    assert _train_main()(["--data", str(dataset["proc"]), "--out", str(out), "--name", "loso", *TINY, *flags]) == 0
+    model = json.loads((out / "loso" / "metrics.json").read_text())["model"]
+    n_srcb = sum(r["source"] == "srcB" for r in built["rows"])
+    assert model["holdout_source"] == "srcB" and model["holdout"]["n"] == n_srcb
+    assert set(model["holdout"]["by_source"]) == {"srcB"}
+    # The held-out source is in none of the sets the model was trained, selected or tested on.
+    assert set(model["test"]["by_source"]) == set(model["val"]["by_source"]) == {"srcA"}
+    with open(dataset["proc"] / "crops.csv", newline="") as fh:
+        test_crops = [c for c in csv.DictReader(fh) if c["split"] == "test" and c["source"] == "srcA"]
+    if test_crops:
+        assert model["closeup_test"]["n"] == len(test_crops)
+    for key in ("test", "holdout"):
+        assert 0.0 <= model[key]["benign_usefulness"] <= 1.0
 
 
 def test_baseline_run_reports_standard_recipe_and_probes(dataset, built):
@@ -338,6 +373,7 @@ def test_cli_evaluate(model_path, dataset, built, tmp_path):
         "per_class",
         "refer_sensitivity",
         "unsafe_miss_rate",
+        "benign_usefulness",
         "ece",
         "confusion",
         "by_source",
@@ -357,7 +393,45 @@ def test_cli_evaluate(model_path, dataset, built, tmp_path):
     assert sum(s["n"] for s in m["by_source"].values()) == m["n"]
     assert 0.0 <= m["decline_rate"] <= 1.0 and 0.0 <= m["ece"] <= 1.0
     assert len(m["balanced_accuracy_ci95"]) == 2
+    assert all("benign_usefulness" in g for g in m["by_source"].values())
+    assert all("benign_usefulness" in g for g in m["by_fitzpatrick"].values())
     report = (out / "report.md").read_text()
-    assert report.startswith("# Evaluation of") and "srcA" in report
+    assert report.startswith("# Evaluation of") and "srcA" in report and "benign usefulness" in report
     for png in ("confusion.png", "reliability.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+
+
+def test_cli_evaluate_judges_only_the_box_of_a_closeup_row(model_path, dataset, tmp_path):
+    """A close-up manifest row is judged on the part of its photo inside ``box``, exactly as the crop cache holds it."""
+    photo = dataset["photos"] / "00.png"
+    w, h = Image.open(photo).size
+    box = (w // 4, h // 4, w // 4 + 48, h // 4 + 48)
+    manifest = tmp_path / "closeups.csv"
+    with open(manifest, "w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(["path", "label", "source", "box"])
+        wr.writerow([str(photo), OUTCOMES[0], "srcA", ",".join(map(str, box))])
+        wr.writerow([str(photo), OUTCOMES[0], "srcA", ""])
+    records = read_manifest(manifest)
+    assert records[0].box == box and records[1].box is None
+    out = tmp_path / "ev"
+    proc = _cli(
+        "evaluate", "--checkpoint", str(model_path), "--manifest", str(manifest), "--out", str(out), "--no-gate"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "metrics.json").read_text())["n"] == 2
+    # Evaluation judges the box: the same probabilities as the engine on the cropped photo, not the whole one.
+    from triage.evaluate import _predict_record
+
+    triage = Triage.load(model_path, threads=None)
+    boxed = _predict_record(triage, records[0], gate=False).probabilities
+    assert boxed == triage.predict_image(decode_path(photo).image.crop(box), gate=False).probabilities
+    assert (
+        _predict_record(triage, records[1], gate=False).probabilities
+        == triage.predict_path(photo, gate=False).probabilities
+    )
+    assert boxed != triage.predict_path(photo, gate=False).probabilities
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f'path,label,box\n{photo},{OUTCOMES[0]},"10,10,5,5"\n')
+    with pytest.raises(ValueError):
+        read_manifest(bad)

@@ -7,9 +7,9 @@ import json
 import logging
 import sys
 
-from triage.crops import MAX_PHOTOS, TOO_MANY_PHOTOS_MESSAGE, PointError, parse_point
 from triage.decode import UploadError
 from triage.engine import DEFAULT_MODEL, ModelLoadError, Triage, combine_results
+from triage.tap import MAX_PHOTOS, TOO_MANY_PHOTOS_MESSAGE, PointError, parse_point
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -192,24 +192,47 @@ def image_grid(
     return fig
 
 
-def example_grid(build: Build, per_outcome: int = 6, split: str | None = None, seed: int = 0) -> Figure:
-    """Random examples of every outcome, one row each (titled with source and skin type)."""
+def outcome_rows_grid(rows: list[dict], image_of, title_of, per_outcome: int, seed: int, suptitle: str) -> Figure:
+    """A grid with one row per outcome of ``per_outcome`` random ``rows`` of that outcome (blank when short)."""
     rng = np.random.default_rng(seed)
     images, titles = [], []
     for outcome in OUTCOMES:
-        pool = [r for r in build.rows if r["label"] == outcome and (split is None or r["split"] == split)]
+        pool = [r for r in rows if r["label"] == outcome]
         pick = rng.choice(len(pool), min(per_outcome, len(pool)), replace=False) if pool else []
         chosen = [pool[i] for i in pick]
-        for k in range(per_outcome):
-            if k < len(chosen):
-                r = chosen[k]
-                images.append(square_of(build, r))
-                titles.append(f"{outcome}\n{r['source']}, type {_fitz(r['fitzpatrick'])}")
-            else:
-                images.append(np.full((8, 8, 3), 255, np.uint8))
-                titles.append("")
-    return image_grid(
-        images, titles, ncols=per_outcome, suptitle="Examples per outcome" + (f" ({split})" if split else "")
+        images += [image_of(r) for r in chosen] + [np.full((8, 8, 3), 255, np.uint8)] * (per_outcome - len(chosen))
+        titles += [f"{outcome}\n{title_of(r)}" for r in chosen] + [""] * (per_outcome - len(chosen))
+    return image_grid(images, titles, ncols=per_outcome, suptitle=suptitle)
+
+
+def example_grid(build: Build, per_outcome: int = 6, split: str | None = None, seed: int = 0) -> Figure:
+    """Random examples of every outcome, one row each (titled with source and skin type)."""
+    rows = [r for r in build.rows if split is None or r["split"] == split]
+    return outcome_rows_grid(
+        rows,
+        lambda r: square_of(build, r),
+        lambda r: f"{r['source']}, type {_fitz(r['fitzpatrick'])}",
+        per_outcome,
+        seed,
+        "Examples per outcome" + (f" ({split})" if split else ""),
+    )
+
+
+def crop_grid(build: Build, per_outcome: int = 8, split: str | None = "train", seed: int = 0) -> Figure:
+    """A random contact sheet of lesion-centred crops, one row per outcome (titled with source, kind, scale).
+
+    Used to check by eye how often a crop really holds a spot (see ``triage/lesions.py``).
+    """
+    from triage.crops import open_crop_cache, read_crop_rows
+
+    squares = open_crop_cache(build.folder)
+    return outcome_rows_grid(
+        [c for c in read_crop_rows(build.folder) if split is None or c["split"] == split],
+        lambda c: np.asarray(squares[int(c["crop_row"])]),
+        lambda c: f"{c['source']}, {c['kind']} x{c['scale']}",
+        per_outcome,
+        seed,
+        "Lesion-centred crops" + (f" ({split})" if split else ""),
     )
 
 

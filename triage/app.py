@@ -17,30 +17,41 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gradio as gr
+from markdown_it import MarkdownIt
 from PIL import Image
 
 from triage import limits
-from triage.content_loader import LEARN_PAGES, OUTCOME_PAGES, page
-from triage.crops import MAX_PHOTOS, PointError, parse_point, point_from_pixels
+from triage.content_loader import OUTCOME_PAGES, contraindications, learn_pages, page
 from triage.decode import UploadError, decode_upload
 from triage.engine import Triage, TriageResult, combine_results, most_cautious_index
 from triage.framed import area_box, data_uri, framed_thumbnail
 from triage.outcomes import CANT_ASSESS, OUTCOMES
+from triage.tap import MAX_PHOTOS, PointError, parse_point, point_from_pixels
 
 log = logging.getLogger(__name__)
 
 HEADLINES = {
-    "milia-like": "This photo looks most like milia",
+    "milia-like": "This photo looks most like our milia-like examples",
     "pustule": "This photo looks most like inflamed spots (pustules)",
-    "other": "This photo looks most like something other than milia or pustules",
-    "refer-to-doctor": "Please see a doctor before any facial",
+    "other": "This photo looks most like something other than milia-like bumps or pustules",
+    # Not "before any facial": a doctor should see it whether or not a facial is planned.
+    "refer-to-doctor": "Please have a doctor check this spot soon",
     CANT_ASSESS: "We couldn't assess this photo",
 }
 NEXT_STEP = {
-    "milia-like": "Next step: book a milia consultation. Please don't squeeze them.",
-    "pustule": "Next step: wait for the inflamed spots to settle before an extraction facial; don't pick them.",
-    "other": "Next step: ask your therapist at a consultation; an extraction facial may not be what this needs.",
-    "refer-to-doctor": "Next step: see your GP or a dermatologist first, then come back to us.",
+    "milia-like": (
+        "Next step: read who should wait below, then book a milia consultation if you would like them removed. "
+        "Please don't squeeze them or use a needle."
+    ),
+    "pustule": (
+        "Next step: let the spots settle without picking them. See a doctor the same day if you have a fever, "
+        "spreading redness, a large painful lump, or the spot is near your eye."
+    ),
+    "other": "Next step: a therapist can look at blackheads; a mole, patch, lump or raised scar is one for a doctor.",
+    "refer-to-doctor": (
+        "Next step: see your GP or a dermatologist soon, whether or not you plan a facial; urgently if it is "
+        "growing, bleeding, or a sore that has not healed."
+    ),
     CANT_ASSESS: "Next step: retake the photo (tips below), or see a doctor if you are worried.",
 }
 COLOURS = {
@@ -50,15 +61,17 @@ COLOURS = {
     "refer-to-doctor": "#9b1c1c",
     CANT_ASSESS: "#555555",
 }
-CHECKLIST = [
-    "Inflamed acne in the area right now",
-    "Skin cancer now or in the past, or a spot a doctor is watching",
-    "Dermatitis or eczema in the area",
-    "Open skin, cuts or a rash in the area",
-    "Isotretinoin (Accutane) now or in the past six months",
-    "Prescription retinoid in the past week",
-    "The spot is new, changing, bleeding, itchy or painful",
-]
+#: The therapist's contraindication checklist: the very list the client reads on "Who should wait".
+CHECKLIST = [c.label for c in contraindications()]
+#: Therapist-tab labels that explain their own jargon, where the therapist meets it.
+HEATMAP_LABEL = (
+    "Where the model looked (Grad-CAM heatmap of the photo's central square: the redder an area, the more it "
+    "swayed the answer)"
+)
+DETAILS_LABEL = (
+    "Photo quality, out-of-distribution score (how unlike the training photos this one is: higher is less alike), "
+    "model version"
+)
 #: Gradio's ``max_file_size`` (bytes); the same number the decoder enforces.
 UPLOAD_LIMIT = limits.MAX_UPLOAD_BYTES
 
@@ -222,13 +235,18 @@ def probabilities_label(result: TriageResult) -> dict[str, float]:
 
 def summary_html(result: TriageResult, ticked: list[str], notes: str) -> str:
     """Printable booking-readiness summary for the client file."""
-    ready = result.outcome == "milia-like" and not ticked
-    if result.outcome in ("refer-to-doctor", CANT_ASSESS) or any("doctor" in t or "new, changing" in t for t in ticked):
-        verdict = "Not ready: a doctor's check (or a better photo) comes first."
-    elif ready:
-        verdict = "Ready to book a milia consultation / extraction facial, subject to the in-person check."
-    else:
+    actions = {c.label: c.action for c in contraindications()}
+    ticked_actions = {actions.get(t, "wait") for t in ticked}  # an unknown item is treated as a reason to wait
+    if result.outcome == "refer-to-doctor" or "doctor" in ticked_actions:
+        verdict = "Not ready: a doctor's check comes first."
+    elif result.outcome == CANT_ASSESS:
+        verdict = "Not ready: a clearer photo comes first (or a doctor's check, if the client is worried)."
+    elif result.outcome != "milia-like" or "wait" in ticked_actions:
         verdict = "Not ready yet: see the ticked items and the outcome above."
+    elif ticked:
+        verdict = "Talk through the ticked items first; then ready to book, subject to the in-person check."
+    else:
+        verdict = "Ready to book a milia consultation / extraction facial, subject to the in-person check."
     probs = "".join(f"<tr><td>{o}</td><td>{p:.2f}</td></tr>" for o, p in (result.probabilities or {}).items())
     ticks = "".join(f"<li>{html.escape(t)}</li>" for t in ticked) or "<li>none ticked</li>"
     return f"""<!doctype html><html><head><meta charset='utf-8'><title>Consultation summary</title>
@@ -246,13 +264,18 @@ td{{padding:2px 12px}}</style></head><body>
 
 
 def _md_to_html(md: str) -> str:
-    out = []
-    for line in md.splitlines():
-        s = line.strip()
-        if not s or s.startswith("#"):
-            continue
-        out.append(f"<li>{html.escape(s[2:])}</li>" if s.startswith(("- ", "* ")) else f"<p>{html.escape(s)}</p>")
-    return "".join(out)
+    """A content page as HTML for the summary, under the summary's own ``<h3>``.
+
+    The page's ``# title`` is dropped and its ``##`` sections (the after-care time periods) become ``<h4>``;
+    raw HTML in the page is not passed on.
+    """
+    body = md.split("\n", 1)[1] if md.startswith("# ") else md
+    parser = MarkdownIt("commonmark", {"html": False}).enable("table")
+    tokens = parser.parse(body)
+    for tok in tokens:
+        if tok.type in ("heading_open", "heading_close"):
+            tok.tag = f"h{min(int(tok.tag[1]) + 2, 6)}"
+    return parser.renderer.render(tokens, parser.options, {})
 
 
 def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> gr.Blocks:
@@ -391,8 +414,8 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
             t_card = gr.HTML()
             with gr.Row():
                 t_probs = gr.Label(label="How closely the photo resembles each group (calibrated)", num_top_classes=4)
-                t_heat = gr.Image(label="Where the model looked (Grad-CAM)", interactive=False, buttons=[])
-            t_details = gr.JSON(label="Photo quality, out-of-distribution score, model version")
+                t_heat = gr.Image(label=HEATMAP_LABEL, interactive=False, buttons=[])
+            t_details = gr.JSON(label=DETAILS_LABEL)
             state = gr.State()
             ticks = gr.CheckboxGroup(CHECKLIST, label="Contraindication checklist (tick what applies)")
             notes = gr.Textbox(label="Notes for the client file", lines=2)
@@ -408,7 +431,7 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
             )
             t_sum.click(make_summary, [state, ticks, notes], t_file, api_visibility="private")
         with gr.Tab("Learn"):
-            for title, name in LEARN_PAGES:
+            for title, name in learn_pages():
                 with gr.Accordion(title, open=name == "milia"):
                     gr.Markdown(page(name))
         with gr.Tab("About"):

@@ -1,192 +1,249 @@
-"""Where to look when a person taps a spot: a point on the photo becomes square crop boxes. Pure functions.
+"""Lesion-centred crops: which photos may give them, and the crop cache the data build writes.
 
-A point is given as fractions of the photo's width and height (0-1), measured on the photo as it is shown,
-that is after its EXIF orientation: the decoder (:mod:`triage.decode`) applies the orientation before
-anything else sees the pixels, so the same fractions name the same spot at any decoded size.
+A crop inherits its photo's outcome only where the photo's label describes *each spot* in it (a milia photo,
+a pustular-acne photo, a photo of one mole or one carcinoma). Labels about a whole area (eczema, rosacea,
+psoriasis, viral rashes spread over a region) keep whole-photo training only. Dermoscopic sources are already
+single-lesion close-ups and are not cropped. Refer-to-doctor lesions are cropped too, so that the model also
+sees close-ups of spots a doctor must see and never learns "a single spot filling the frame means benign".
 
-Each box is a square centred on the point whose side is a share of the photo's shorter side
-(:data:`TAP_SCALES`), but never fewer pixels than the model's canonical square (:data:`MIN_JUDGED_SIDE`,
-176 px) unless the photo itself is smaller: a smaller crop would be blown up to the model's input, and the
-blur reads as "unsure". On a 12 MP phone photo (decoded at 1000 x 750) the three scales are 187, 300 and
-450 px; on a 200 px photo all three are the photo's shorter side, i.e. the square around the tap. Near a
-border the box is shifted inwards rather than cut, so the model always sees a whole square of skin.
+Outputs (beside the build's ``manifest.csv``):
+
+* ``crops_<size>.npy`` - canonical squares of every crop;
+* ``crops.csv`` - one row per crop: the parent's cache row, split, outcome, source, group, skin type, and the
+  spot (centre, radius, kind) and scale it was cut at.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from dataclasses import dataclass
+import csv
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
-from triage.preprocess import CANONICAL_SIZE
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
 
-#: Sides of the crops judged around a tapped point, as shares of the photo's shorter side. Chosen with
-#: ``bench/tap_rule.py`` on close-up crops of the test split (see the README, "Tap the spot").
-TAP_SCALES: tuple[float, ...] = (0.25, 0.4, 0.6)
+from triage.labels import load_label_map
+from triage.lesions import KINDS_FOR_OUTCOME, find_spots, spot_crops
+from triage.preprocess import CANONICAL_SIZE, canonical_square, crop_bottom
 
-#: Fewest pixels a crop is given when the photo has them: the model's canonical square (no upscaling).
-MIN_JUDGED_SIDE = CANONICAL_SIZE
+#: Sources whose photos are dermoscopic: one lesion already fills the frame.
+DERMOSCOPIC = {"ham10000", "isic9"}
 
-#: Smallest crop side, in decoded pixels, worth judging at all: the photo-quality check's own minimum
-#: (``QualityThresholds.min_side``); a smaller square is a handful of pixels blown up to the model's input.
-MIN_CROP_SIDE = 64
+#: Labels whose every spot carries the label (beyond milia-like and pustule labels, which all do).
+SPOT_LABELS: dict[str, set[str]] = {
+    "ascid": {"Keratosis", "Carcinoma"},
+    "fitzpatrick17k": {
+        "seborrheic keratosis",
+        "keloid",
+        "dermatofibroma",
+        "melanoma",
+        "malignant melanoma",
+        "superficial spreading melanoma ssm",
+        "basal cell carcinoma",
+        "basal cell carcinoma morpheiform",
+        "squamous cell carcinoma",
+        "kaposi sarcoma",
+        "pyogenic granuloma",
+        "actinic keratosis",
+        "prurigo nodularis",
+    },
+    "roboflow_acne": {
+        "Blackhead",
+        "Flat_wart",
+        "Keloid",
+        "Cystic",
+        "Sebo-crystan-conglo",
+        "Crystanlline",
+        "Conglobata",
+    },
+    "msld_v2": {"Chickenpox", "Cowpox", "HFMD"},  # each vesicle is the disease's lesion
+}
 
-#: Most photos of one area answered together (the app has three photo slots; ``predict --combine`` follows).
-MAX_PHOTOS = 3
-
-POINT_FORMAT_MESSAGE = (
-    "The point should be two numbers between 0 and 1 separated by a comma, "
-    "across then down, for example 0.5,0.4 for the middle of the photo a little above centre."
+#: DermNet topics (by words in their names) that show discrete lesions rather than a whole area.
+DERMNET_SPOT_WORDS = (
+    "naevus",
+    "nevus",
+    "angioma",
+    "venous lake",
+    "lentigo",
+    "dermatofibroma",
+    "cyst",
+    "keloid",
+    "sebaceous hyperplasia",
+    "keratosis pilaris",
+    "dermatosis papulosa nigra",
+    "melanoma",
+    "carcinoma",
+    "keratoacanthoma",
+    "actinic keratosis",
+    "molluscum",
+    "herpes simplex",
+    "boil",
+    "cutaneous horn",
+    "kaposi",
+    "pyogenic granuloma",
+    "pilomatricoma",
+    "angiofibroma",
+    "mastocytoma",
+    "glomus",
+    "orf",
+    "wart",
 )
-POINT_OUTSIDE_MESSAGE = "The point is outside the photo. Please tap on the spot itself, inside the photo."
-TOO_MANY_PHOTOS_MESSAGE = (
-    f"Please send at most {MAX_PHOTOS} photos of one area. This photo was not checked; the others were."
-)
-
-_NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)\s*$")
+#: Words that make a DermNet topic a whole-area one even if a spot word matches (e.g. "naevus flammeus").
+DERMNET_AREA_WORDS = ("flammeus", "syndrome", "of ota", "anaemicus", "depigmentosus", "epidermal", "congenital")
 
 
-class PointError(ValueError):
-    """A point that cannot be used; ``user_message`` is a plain sentence for the person."""
-
-    def __init__(self, user_message: str) -> None:
-        self.user_message = user_message
-        super().__init__(user_message)
-
-
-@dataclass(frozen=True)
-class Box:
-    """A crop box in pixels: ``left``/``top`` inclusive, ``right``/``bottom`` exclusive (PIL's convention)."""
-
-    left: int
-    top: int
-    right: int
-    bottom: int
-
-    @property
-    def side(self) -> int:
-        """Width (= height) in pixels."""
-        return self.right - self.left
-
-    def as_tuple(self) -> tuple[int, int, int, int]:
-        """``(left, top, right, bottom)`` for ``PIL.Image.crop``."""
-        return (self.left, self.top, self.right, self.bottom)
-
-    def fractions(self, width: int, height: int) -> tuple[float, float, float, float]:
-        """The box as fractions of a ``width`` x ``height`` photo, rounded to 4 places."""
-        return (
-            round(self.left / width, 4),
-            round(self.top / height, 4),
-            round(self.right / width, 4),
-            round(self.bottom / height, 4),
-        )
+def label_describes_spots(source: str, label: str, outcome: str) -> bool:
+    """Whether each spot in a photo with this source label carries the label."""
+    if source in DERMOSCOPIC:
+        return False
+    if outcome in ("milia-like", "pustule"):
+        return True
+    if source == "dermnet_nz":
+        low = label.lower()
+        return any(w in low for w in DERMNET_SPOT_WORDS) and not any(w in low for w in DERMNET_AREA_WORDS)
+    return label in SPOT_LABELS.get(source, set())
 
 
-def check_point(x: float, y: float) -> tuple[float, float]:
-    """Return ``(x, y)`` as floats when both lie in [0, 1].
+def crop_eligible(source: str, labels: list[str], outcome: str, rules: dict | None = None) -> bool:
+    """A photo gives crops when every label that has a target maps to its outcome and describes spots.
 
-    Raises:
-        PointError: a coordinate is not a finite number, or lies outside the photo.
+    A multi-label photo whose labels point at different outcomes (say pustules and blackheads) gives none:
+    a crop around one of its spots could be of either. Photos of an unregistered source (labelled with
+    outcomes directly) give crops when they are milia-like or pustule.
     """
+    rules = load_label_map() if rules is None else rules
+    if not any((source, lab) in rules for lab in labels):
+        # A manifest or ImageFolder source (a clinic's own photos): its labels are outcomes, and only the
+        # spot-type outcomes can be trusted to describe each spot.
+        return outcome in ("milia-like", "pustule")
+    targeted = [lab for lab in labels if (rule := rules.get((source, lab))) is not None and rule.outcome in _OUTCOMES]
+    if not targeted:
+        return False
+    return all(
+        rules[(source, lab)].outcome == outcome and label_describes_spots(source, lab, outcome) for lab in targeted
+    )
+
+
+_OUTCOMES = set(KINDS_FOR_OUTCOME)
+
+
+def crops_for_image(path: str, crop_share: float, outcome: str, max_spots: int = 3) -> list[tuple[dict, np.ndarray]]:
+    """Find spots in one photo and cut canonical-square crops around them; never raises for bad files."""
     try:
-        x, y = float(x), float(y)
-    except (TypeError, ValueError):
-        raise PointError(POINT_FORMAT_MESSAGE) from None
-    if not (math.isfinite(x) and math.isfinite(y)):
-        raise PointError(POINT_FORMAT_MESSAGE)
-    if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-        raise PointError(POINT_OUTSIDE_MESSAGE)
-    return x, y
+        with Image.open(path) as im:
+            image = crop_bottom(im.convert("RGB"), crop_share)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return []
+    spots = find_spots(np.asarray(image), kinds=KINDS_FOR_OUTCOME[outcome], max_spots=max_spots)
+    out = []
+    for spot, k, box in spot_crops(image, spots):
+        info = {
+            "x": round(spot.x, 1),
+            "y": round(spot.y, 1),
+            "radius": round(spot.radius, 1),
+            "kind": spot.kind,
+            "scale": k,
+            "box": ",".join(map(str, box)),
+        }
+        out.append((info, canonical_square(image.crop(box), CANONICAL_SIZE)))
+    return out
 
 
-def parse_point(text: str | None) -> tuple[float, float] | None:
-    """Parse ``"X,Y"`` (fractions of width and height) into a point; blank means no point.
-
-    Raises:
-        PointError: not two numbers, or a number outside [0, 1].
-    """
-    if text is None or not str(text).strip():
-        return None
-    parts = str(text).split(",")
-    if len(parts) != 2 or not all(_NUMBER.match(p) for p in parts):
-        raise PointError(POINT_FORMAT_MESSAGE)
-    return check_point(float(parts[0]), float(parts[1]))
+def _job(args: tuple) -> list[tuple[dict, np.ndarray]]:
+    return crops_for_image(*args)
 
 
-def point_from_pixels(px: float, py: float, width: int, height: int) -> tuple[float, float]:
-    """A tap at pixel ``(px, py)`` of a ``width`` x ``height`` photo, as fractions (the pixel's centre).
+CROP_COLUMNS = [
+    "crop_row",
+    "cache_row",
+    "split",
+    "label",
+    "source",
+    "source_labels",
+    "group",
+    "fitzpatrick",
+    "x",
+    "y",
+    "radius",
+    "kind",
+    "scale",
+    "box",
+]
 
-    Raises:
-        PointError: the pixel lies outside the photo.
-    """
-    if width <= 0 or height <= 0:
-        raise PointError(POINT_OUTSIDE_MESSAGE)
-    if not (0 <= px < width and 0 <= py < height):
-        raise PointError(POINT_OUTSIDE_MESSAGE)
-    return check_point((px + 0.5) / width, (py + 0.5) / height)
 
-
-def crop_box(width: int, height: int, point: tuple[float, float], scale: float, min_px: int = 0) -> Box:
-    """The square of side ``scale`` x the shorter side, centred on ``point``, shifted inside the photo.
+def build_crops(parents: list[dict], out: Path, workers: int = 2) -> dict:
+    """Cut crops for the eligible photos and write ``crops.csv`` and ``crops_<size>.npy`` into ``out``.
 
     Args:
-        width: photo width in pixels (after orientation).
-        height: photo height in pixels.
-        point: ``(x, y)`` fractions in [0, 1].
-        scale: side as a share of ``min(width, height)``; values above 1 are treated as 1.
-        min_px: the side is at least this many pixels when the photo allows.
+        parents: one dict per kept photo with ``path``, ``crop_bottom``, ``cache_row``, ``split``, ``label``,
+            ``source``, ``source_labels`` (list), ``group`` and ``fitzpatrick``.
+        out: the build folder.
+        workers: processes for detection.
 
     Returns:
-        A box that lies entirely inside the photo (at least 1 pixel).
+        counts for the data card: photos cropped and crops per outcome, source and split.
     """
-    x, y = check_point(*point)
-    short = min(width, height)
-    side = max(1, min(max(round(min(scale, 1.0) * short), min_px), short))
-    cx, cy = x * width, y * height
-    # Clamp the box's corner, not the point: the box keeps its size and the spot stays inside it.
-    left = min(max(round(cx - side / 2), 0), width - side)
-    top = min(max(round(cy - side / 2), 0), height - side)
-    return Box(left, top, left + side, top + side)
+    rules = load_label_map()
+    chosen = [p for p in parents if crop_eligible(p["source"], p["source_labels"], p["label"], rules)]
+    jobs = [(str(p["path"]), p["crop_bottom"], p["label"]) for p in chosen]
+    if workers <= 1:
+        results = [_job(j) for j in tqdm(jobs, desc="crops", unit="img")]
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(tqdm(pool.map(_job, jobs, chunksize=16), total=len(jobs), desc="crops", unit="img"))
+    n = sum(len(r) for r in results)
+    arr = np.lib.format.open_memmap(
+        out / f"crops_{CANONICAL_SIZE}.npy", mode="w+", dtype=np.uint8, shape=(n, CANONICAL_SIZE, CANONICAL_SIZE, 3)
+    )
+    counts: dict = defaultdict(lambda: defaultdict(Counter))
+    photos = Counter()
+    row = 0
+    with open(out / "crops.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=CROP_COLUMNS)
+        w.writeheader()
+        for p, res in zip(chosen, results, strict=True):
+            if res:
+                photos[p["split"]] += 1
+            for info, square in res:
+                arr[row] = square
+                w.writerow(
+                    {
+                        "crop_row": row,
+                        "cache_row": p["cache_row"],
+                        "split": p["split"],
+                        "label": p["label"],
+                        "source": p["source"],
+                        "source_labels": ";".join(p["source_labels"]),
+                        "group": p["group"],
+                        "fitzpatrick": p["fitzpatrick"],
+                        **info,
+                    }
+                )
+                counts[p["label"]][p["source"]][p["split"]] += 1
+                row += 1
+    arr.flush()
+    del arr
+    return {
+        "eligible_photos": len(chosen),
+        "photos_with_crops": dict(photos),
+        "crops": n,
+        "per_outcome_source_split": {o: {s: dict(c) for s, c in v.items()} for o, v in counts.items()},
+    }
 
 
-def tap_boxes(
-    width: int,
-    height: int,
-    point: tuple[float, float],
-    scales: tuple[float, ...] = TAP_SCALES,
-    min_side: int = MIN_CROP_SIDE,
-    min_px: int = MIN_JUDGED_SIDE,
-) -> list[Box]:
-    """The crops judged for a tap, smallest first: at least ``min_px`` a side where the photo allows.
-
-    Returns:
-        Distinct boxes (on a small photo several scales give the same square); empty when the photo is too
-        small to judge (shorter side under ``min_side``), which the caller turns into "take a closer photo".
-    """
-    boxes: list[Box] = []
-    for scale in sorted(scales):
-        box = crop_box(width, height, point, scale, min_px)
-        if box.side >= min_side and box not in boxes:
-            boxes.append(box)
-    return boxes
+def read_crop_rows(data_dir: Path) -> list[dict]:
+    """The rows of ``crops.csv`` (empty for a build without crops)."""
+    csv_path = Path(data_dir) / "crops.csv"
+    if not csv_path.exists():
+        return []
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
 
 
-def oriented_size(width: int, height: int, orientation: int) -> tuple[int, int]:
-    """Size of a photo once its EXIF ``orientation`` (1-8) is applied: 5-8 swap width and height."""
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-
-
-__all__ = [
-    "TAP_SCALES",
-    "MIN_CROP_SIDE",
-    "MIN_JUDGED_SIDE",
-    "MAX_PHOTOS",
-    "Box",
-    "PointError",
-    "check_point",
-    "parse_point",
-    "point_from_pixels",
-    "crop_box",
-    "tap_boxes",
-    "oriented_size",
-]
+def open_crop_cache(data_dir: Path) -> np.ndarray | None:
+    """The crop cache, memory-mapped (``None`` for a build without crops)."""
+    path = Path(data_dir) / f"crops_{CANONICAL_SIZE}.npy"
+    return np.load(path, mmap_mode="r") if path.exists() else None

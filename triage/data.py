@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from triage.crops import build_crops
 from triage.dedupe import UnionFind, find_pairs, signature
 from triage.mosaic import mosaic_score
 from triage.outcomes import OUTCOMES
@@ -195,8 +196,13 @@ def collect_records(data_root: Path | None, sources: list[str], manifests: list[
     return records
 
 
-def build(records: list[Record], out: Path, seed: int = 0, workers: int = 2, cache: bool = True) -> dict:
+def build(
+    records: list[Record], out: Path, seed: int = 0, workers: int = 2, cache: bool = True, crops: bool = True
+) -> dict:
     """Run the whole build over ``records`` and write the outputs into ``out``.
+
+    With ``crops`` (and ``cache``), lesion-centred crops of the eligible photos are cut as well
+    (:mod:`triage.crops`).
 
     Returns:
         the data card as a dict (also written as ``data_card.json``).
@@ -269,6 +275,8 @@ def build(records: list[Record], out: Path, seed: int = 0, workers: int = 2, cac
     (out / "fingerprint.txt").write_text(fp + "\n")
 
     card = data_card(records, kept, groups, splits, dropped, dropped_by_source, link_stats, fp, seed)
+    if cache and crops:
+        card["crops"] = build_crops(read_parents(out), out, workers)
     card["wall_seconds"] = round(time.time() - t0, 1)
     (out / "data_card.json").write_text(json.dumps(card, indent=2))
     (out / "DATA_CARD.md").write_text(render_data_card(card))
@@ -347,6 +355,7 @@ def render_data_card(card: dict) -> str:
     ]
     for sp, c in card["fitzpatrick_by_split"].items():
         lines.append(f"| {sp} | " + " | ".join(str(c.get(k, 0)) for k in ["-1", "1", "2", "3", "4", "5", "6"]) + " |")
+    lines += render_crops_section(card.get("crops"))
     lines += ["", "## Dropped images", "", "| reason | count |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(card["dropped"].items())]
     lines += ["", "| source | reasons |", "|---|---|"]
@@ -389,6 +398,64 @@ def render_data_card(card: dict) -> str:
     return "\n".join(lines)
 
 
+def read_parents(out: Path) -> list[dict]:
+    """The build's photos as :func:`triage.crops.build_crops` wants them (from ``manifest.csv``)."""
+    with open(out / "manifest.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return [
+        {
+            "path": r["path"],
+            "crop_bottom": REGISTRY[r["source"]].crop_bottom if r["source"] in REGISTRY else 0.0,
+            "cache_row": int(r["cache_row"]),
+            "split": r["split"],
+            "label": r["label"],
+            "source": r["source"],
+            "source_labels": [x for x in r["source_labels"].split(";") if x],
+            "group": r["group"],
+            "fitzpatrick": int(r["fitzpatrick"]),
+        }
+        for r in rows
+    ]
+
+
+def recut_crops(out: Path, workers: int = 2) -> dict:
+    """Cut the lesion-centred crops of an existing build again (e.g. after changing the spot detector).
+
+    Splits, groups and the photo cache stay as they are; ``crops.csv``, the crop cache and the data card's
+    crop section are rewritten.
+    """
+    t0 = time.time()
+    card = json.loads((out / "data_card.json").read_text())
+    card["crops"] = build_crops(read_parents(out), out, workers)
+    card["crops"]["wall_seconds"] = round(time.time() - t0, 1)
+    (out / "data_card.json").write_text(json.dumps(card, indent=2))
+    (out / "DATA_CARD.md").write_text(render_data_card(card))
+    return card["crops"]
+
+
+def render_crops_section(crops: dict | None) -> list[str]:
+    """Markdown lines for the lesion-centred crops (none when the build made none)."""
+    if not crops:
+        return []
+    lines = [
+        "",
+        "## Lesion-centred crops",
+        "",
+        f"Crops centred on candidate spots (`triage/lesions.py`) of the photos whose label describes each spot "
+        f"(`triage/crops.py`): {crops['eligible_photos']} eligible photos, {crops['crops']} crops "
+        "(up to 3 spots a photo, each at 3 scales: the spot about 60%, 33% and 17% of the crop's side). "
+        "Training crops are used in training; validation crops in choosing the operating point; test crops "
+        "form the close-up test set, never used for anything else.",
+        "",
+        "| outcome | source | train | val | test |",
+        "|---|---|---|---|---|",
+    ]
+    for o in OUTCOMES:
+        for s, c in sorted(crops["per_outcome_source_split"].get(o, {}).items()):
+            lines.append(f"| {o} | {s} | " + " | ".join(str(c.get(sp, 0)) for sp in SPLITS) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     p = argparse.ArgumentParser(prog="python -m triage.data", description=__doc__.split("\n")[0])
@@ -413,12 +480,20 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--no-cache", action="store_true", help="skip writing the image cache")
+    b.add_argument("--no-crops", action="store_true", help="skip the lesion-centred crops")
+    c = sub.add_parser("crops", help="cut the lesion-centred crops of an existing build again")
+    c.add_argument("--out", default="data/processed")
+    c.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
+    if args.cmd == "crops":
+        crops = recut_crops(Path(args.out), args.workers)
+        print(json.dumps({k: crops[k] for k in ("eligible_photos", "crops", "wall_seconds")}, indent=1))
+        return 0
     names = list(REGISTRY) if args.sources == "all" else [s for s in args.sources.split(",") if s and s != "none"]
     if names and not args.data_root:
         p.error("registered sources need --data-root or TRIAGE_DATA")
     records = collect_records(Path(args.data_root) if args.data_root else None, names, args.manifest, args.image_folder)
-    card = build(records, Path(args.out), args.seed, args.workers, cache=not args.no_cache)
+    card = build(records, Path(args.out), args.seed, args.workers, cache=not args.no_cache, crops=not args.no_crops)
     print(
         json.dumps(
             {

@@ -18,7 +18,6 @@ import torch
 from PIL import Image
 
 from triage.combine import TAP_RULE, combine_crop_probabilities
-from triage.crops import MIN_JUDGED_SIDE, Box, tap_boxes
 from triage.decode import UploadError, decode_path, decode_upload
 from triage.models import build_model, classify_features, features
 from triage.ood import ood_scores
@@ -26,6 +25,7 @@ from triage.outcomes import CANT_ASSESS, OUTCOMES, most_cautious
 from triage.policy import Thresholds, decide
 from triage.preprocess import canonical_square, crop_bottom
 from triage.quality import MESSAGES, QualityThresholds, assess_quality
+from triage.tap import MIN_JUDGED_SIDE, Box, tap_boxes
 from triage.transforms import eval_batch
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ OOD_MESSAGE = (
     "Please take a clear close-up of the spot on your skin, or see a doctor if you are worried."
 )
 UNSURE_MESSAGE = "The photo's features were mixed, so the careful answer is to have a doctor look at it."
-REFER_MESSAGE = "Some features of the photo resemble spots that a doctor should look at before any facial."
+REFER_MESSAGE = "Some features of the photo resemble spots a doctor should look at, whether or not you plan a facial."
 CROP_TOO_SMALL_MESSAGE = (
     "The area around the spot you tapped is too small in this photo to judge. "
     "Please take a closer photo of the spot, or tap nearer the middle of the photo."
@@ -245,7 +245,7 @@ class Triage:
             crop_share: bottom share to drop first (atlas watermarks; 0 for uploads).
             gate: run the photo-quality and out-of-distribution checks.
             point: a tapped spot, ``(x, y)`` fractions of width and height. The crops around it
-                (:func:`triage.crops.tap_boxes`) are judged instead of the whole photo and combined by
+                (:func:`triage.tap.tap_boxes`) are judged instead of the whole photo and combined by
                 ``rule``; the checks run on the framed area (the largest crop). ``None``: the whole photo.
             rule: how the crops' answers combine (:mod:`triage.combine`).
         """

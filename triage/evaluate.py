@@ -15,10 +15,11 @@ import numpy as np
 from tqdm import tqdm
 
 from triage import metrics as M
-from triage.decode import UploadError
+from triage.decode import UploadError, decode_path
 from triage.engine import Triage
 from triage.outcomes import CANT_ASSESS, OUTCOMES, REFER
-from triage.sources import read_manifest
+from triage.preprocess import crop_bottom
+from triage.sources import Record, read_manifest
 
 
 def evaluate(triage: Triage, manifest: str | Path, out: str | Path, gate: bool = True, bootstrap: int = 1000) -> dict:
@@ -33,7 +34,7 @@ def evaluate(triage: Triage, manifest: str | Path, out: str | Path, gate: bool =
     y, pred, probs, src, fitz, declined, unreadable, groups = [], [], [], [], [], [], 0, []
     for r in tqdm(records, desc="evaluate", unit="img"):
         try:
-            res = triage.predict_path(r.path, r.crop_bottom, gate=gate)
+            res = _predict_record(triage, r, gate)
         except UploadError:
             unreadable += 1
             continue
@@ -51,6 +52,7 @@ def evaluate(triage: Triage, manifest: str | Path, out: str | Path, gate: bool =
     result = M.summary(y, pred, probs)
     result["balanced_accuracy_ci95"] = M.bootstrap_ci(y, pred, M.balanced_accuracy, n=bootstrap, groups=groups)
     result["refer_sensitivity_ci95"] = M.bootstrap_ci(y, pred, M.refer_sensitivity, n=bootstrap, groups=groups)
+    result["benign_usefulness_ci95"] = M.bootstrap_ci(y, pred, M.benign_usefulness, n=bootstrap, groups=groups)
     result["decline_rate"] = round(float(declined.mean()), 4) if len(declined) else float("nan")
     result["unreadable"] = unreadable
     for key, values in (("by_source", src), ("by_fitzpatrick", fitz)):
@@ -66,6 +68,14 @@ def evaluate(triage: Triage, manifest: str | Path, out: str | Path, gate: bool =
     _plots(y, pred, probs, out)
     (out / "report.md").write_text(render_report(result, str(manifest)))
     return result
+
+
+def _predict_record(triage: Triage, record: Record, gate: bool):
+    """Triage one manifest row: the whole photo, or for a close-up row the part inside its box."""
+    if record.box is None:
+        return triage.predict_path(record.path, record.crop_bottom, gate=gate)
+    image = crop_bottom(decode_path(record.path).image, record.crop_bottom)
+    return triage.predict_image(image.crop(record.box), gate=gate)
 
 
 def _plots(y, pred, probs, out: Path) -> None:
@@ -115,8 +125,9 @@ def render_report(m: dict, manifest: str) -> str:
         f"Manifest: `{manifest}`; gate: {m['gate']}",
         "",
         f"- n = {m['n']}, balanced accuracy {m['balanced_accuracy']} (95% CI {m['balanced_accuracy_ci95']})",
-        f"- refer-to-doctor sensitivity {m['refer_sensitivity']} (95% CI {m['refer_sensitivity_ci95']}), "
-        f"unsafe-miss rate {m['unsafe_miss_rate']}",
+        f"- **refer-to-doctor sensitivity {m['refer_sensitivity']}** (95% CI {m['refer_sensitivity_ci95']}) beside "
+        f"**benign usefulness {m['benign_usefulness']}** (share of milia-like, pustule and other photos given their "
+        f"own outcome); unsafe-miss rate {m['unsafe_miss_rate']}",
         f"- accuracy {m['accuracy']}, macro F1 {m['macro_f1']}, ECE {m.get('ece')}, decline rate {m['decline_rate']}",
         "",
         "| outcome | recall | precision | support |",
@@ -129,13 +140,13 @@ def render_report(m: dict, manifest: str) -> str:
             "",
             f"## {key.replace('_', ' ')}",
             "",
-            "| group | n | balanced acc. | refer sens. | unsafe miss | decline rate |",
-            "|---|---|---|---|---|---|",
+            "| group | n | balanced acc. | refer sens. | benign usefulness | unsafe miss | decline rate |",
+            "|---|---|---|---|---|---|---|",
         ]
         for g, s in m[key].items():
             lines.append(
                 f"| {g} | {s['n']} | {s['balanced_accuracy']} | {s['refer_sensitivity']} | "
-                f"{s['unsafe_miss_rate']} | {s['decline_rate']} |"
+                f"{s['benign_usefulness']} | {s['unsafe_miss_rate']} | {s['decline_rate']} |"
             )
     lines += ["", "![confusion](confusion.png) ![reliability](reliability.png)", ""]
     return "\n".join(lines)

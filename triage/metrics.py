@@ -54,6 +54,21 @@ def unsafe_miss_rate(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.isin(y_pred[sel], risky).mean()) if sel.any() else float("nan")
 
 
+BENIGN = [OUTCOMES.index(o) for o in OUTCOMES if o != REFER]
+
+
+def benign_usefulness(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Share of milia-like, pustule and "other" photos that receive their own outcome.
+
+    The product's usefulness number, to stand beside refer sensitivity: a benign photo told "see a doctor"
+    (or declined as can't-assess, which evaluation counts as refer) or given another benign outcome is not a
+    useful answer. A tool that refers everyone scores 0.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    sel = np.isin(y_true, BENIGN)
+    return float(np.mean(y_pred[sel] == y_true[sel])) if sel.any() else float("nan")
+
+
 def summary(y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray | None = None) -> dict:
     """Headline metrics for one set of predictions."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
@@ -78,6 +93,7 @@ def summary(y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray | None = N
         "per_class": per_class,
         "refer_sensitivity": _r(refer_sensitivity(y_true, y_pred)),
         "unsafe_miss_rate": _r(unsafe_miss_rate(y_true, y_pred)),
+        "benign_usefulness": _r(benign_usefulness(y_true, y_pred)),
         "confusion": cm.tolist(),
     }
     if probs is not None:

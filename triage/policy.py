@@ -73,6 +73,7 @@ def choose_thresholds(
     min_refer_sensitivity: float = 0.95,
     max_unsafe_miss: float = 0.02,
     separate_other: bool = True,
+    also: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[Thresholds, dict]:
     """Pick the operating point on validation data.
 
@@ -82,17 +83,22 @@ def choose_thresholds(
     that look most like "other" keep that answer at a higher refer probability than milia-like or pustule
     answers, whose misses are the unsafe ones.
 
+    ``also`` adds further validation sets, e.g. ``{"closeup": (crop_probs, crop_y)}``: the constraints must
+    then hold on every set, and the objective is the mean balanced accuracy over the sets, so that the point
+    suits close-ups as well as whole photos instead of only the kind that happens to be more numerous.
+
     Returns:
-        the thresholds and the validation metrics they reach.
+        the thresholds and the validation metrics they reach (those of ``also`` sets prefixed by their name).
     """
     from triage.metrics import confusion
 
-    y_true = np.asarray(y_true)
-    probs = np.atleast_2d(probs)
+    sets = {"": (np.atleast_2d(probs), np.asarray(y_true))}
+    sets.update({f"{k}_": (np.atleast_2d(p), np.asarray(y)) for k, (p, y) in (also or {}).items() if len(y)})
     n_classes = len(OUTCOMES)
-    support = np.bincount(y_true, minlength=n_classes)
-    n_refer = max(int(support[REFER_IDX]), 1)
-    present = support > 0
+    stats = {}
+    for key, (_, y) in sets.items():
+        support = np.bincount(y, minlength=n_classes)
+        stats[key] = (support, max(int(support[REFER_IDX]), 1), support > 0)
     best = fallback = None
     grid = np.round(np.arange(0.02, 0.61, 0.01), 2)
     other_grid = np.round(np.arange(0.02, 0.81, 0.02), 2)
@@ -100,17 +106,25 @@ def choose_thresholds(
         for refer_other in [None] + ([float(v) for v in other_grid if v > refer] if separate_other else []):
             for abstain in np.round(np.arange(0.0, 0.71, 0.05), 2):
                 t = Thresholds(float(refer), float(abstain), refer_other)
-                cm = confusion(y_true, decide(probs, t))
-                recall = np.diag(cm)[present] / support[present]
-                row = {
-                    "refer_sensitivity": float(cm[REFER_IDX, REFER_IDX] / n_refer),
-                    "unsafe_miss_rate": float(cm[REFER_IDX, RISKY_IDX].sum() / n_refer),
-                    "balanced_accuracy": float(recall.mean()),
-                }
-                if row["refer_sensitivity"] >= min_refer_sensitivity and row["unsafe_miss_rate"] <= max_unsafe_miss:
-                    if best is None or row["balanced_accuracy"] > best[1]["balanced_accuracy"]:
-                        best = (t, row)
-                key = (row["refer_sensitivity"], row["balanced_accuracy"])
-                if fallback is None or key > (fallback[1]["refer_sensitivity"], fallback[1]["balanced_accuracy"]):
-                    fallback = (t, row)
-    return best if best is not None else fallback
+                row: dict = {}
+                ok = True
+                for key, (p, y) in sets.items():
+                    support, n_refer, present = stats[key]
+                    cm = confusion(y, decide(p, t))
+                    recall = np.diag(cm)[present] / support[present]
+                    sens = float(cm[REFER_IDX, REFER_IDX] / n_refer)
+                    unsafe = float(cm[REFER_IDX, RISKY_IDX].sum() / n_refer)
+                    row |= {
+                        f"{key}refer_sensitivity": sens,
+                        f"{key}unsafe_miss_rate": unsafe,
+                        f"{key}balanced_accuracy": float(recall.mean()),
+                    }
+                    ok = ok and sens >= min_refer_sensitivity and unsafe <= max_unsafe_miss
+                score = float(np.mean([row[f"{k}balanced_accuracy"] for k in sets]))
+                worst_sens = min(row[f"{k}refer_sensitivity"] for k in sets)
+                if ok and (best is None or score > best[2]):
+                    best = (t, row, score)
+                if fallback is None or (worst_sens, score) > fallback[2]:
+                    fallback = (t, row, (worst_sens, score))
+    chosen = best if best is not None else fallback
+    return chosen[0], chosen[1]

@@ -24,9 +24,37 @@ from triage.sources import write_split_manifest
 def _row(name: str, m: dict) -> str:
     pc = m["per_class"]
     return (
-        f"| {name} | {m['balanced_accuracy']} | {m['refer_sensitivity']} | {m['unsafe_miss_rate']} | "
-        f"{pc['milia-like']['recall']} | {pc['milia-like']['precision']} | {m.get('ece', '-')} | {m['macro_f1']} |"
+        f"| {name} | {m['refer_sensitivity']} | **{m.get('benign_usefulness', '-')}** | {m['balanced_accuracy']} | "
+        f"{m['unsafe_miss_rate']} | {pc['milia-like']['recall']} | {pc['milia-like']['precision']} | "
+        f"{m.get('ece', '-')} | {m['macro_f1']} |"
     )
+
+
+def closeup_lines(model: dict) -> list[str]:
+    """The whole-photo test split beside the close-up test set, both at the validation-chosen point."""
+    names = (("whole photos (test split)", "test"), ("close-ups (test crops)", "closeup_test"))
+    sets = [(name, model[key]) for name, key in names if key in model]
+    if len(sets) < 2:
+        return []
+    lines = [
+        "",
+        "## Close-up test set",
+        "",
+        "Lesion-centred crops of the test photos (`triage/lesions.py`, `triage/crops.py`: the spot fills about "
+        "17-60% of the crop's side), standing in for a client's close-up of one spot. Never used for training, "
+        "model selection or thresholds. `models/closeup_test_manifest.csv` lists every crop's photo and box.",
+        "",
+        "| set | n | refer sens. | benign usefulness | unsafe miss | balanced acc. | milia R | pustule R | other R |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in sets:
+        pc = m["per_class"]
+        lines.append(
+            f"| {name} | {m['n']} | {m['refer_sensitivity']} | **{m['benign_usefulness']}** | "
+            f"{m['unsafe_miss_rate']} | {m['balanced_accuracy']} | {pc['milia-like']['recall']} | "
+            f"{pc['pustule']['recall']} | {pc['other']['recall']} |"
+        )
+    return lines
 
 
 def render_card(meta: dict, report: dict, size_mb: float, sha: str, command: str) -> str:
@@ -55,8 +83,9 @@ def render_card(meta: dict, report: dict, size_mb: float, sha: str, command: str
         "",
         "## Test-split results (after the decision policy, model + policy only)",
         "",
-        "| model | balanced acc. | refer sens. | unsafe miss | milia recall | milia precision | ECE | macro F1 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | refer sens. | benign usefulness | balanced acc. | unsafe miss | milia recall | milia precision "
+        "| ECE | macro F1 |",
+        "|---|---|---|---|---|---|---|---|---|",
         _row("shipped (balanced sampling, phone augmentation, calibrated, safety operating point)", t),
     ]
     if "standard_recipe" in report:
@@ -66,7 +95,9 @@ def render_card(meta: dict, report: dict, size_mb: float, sha: str, command: str
     lines += [
         "",
         f"Balanced accuracy 95% CI (group bootstrap): {t['balanced_accuracy_ci95']}; "
-        f"refer sensitivity 95% CI: {t['refer_sensitivity_ci95']}.",
+        f"refer sensitivity 95% CI: {t['refer_sensitivity_ci95']}; benign usefulness 95% CI: "
+        f"{t.get('benign_usefulness_ci95', '-')}. Benign usefulness: the share of milia-like, pustule and 'other' "
+        "photos that get their own outcome instead of 'see a doctor' (a tool that refers everyone scores 0).",
         "",
         "### Per outcome",
         "",
@@ -79,14 +110,15 @@ def render_card(meta: dict, report: dict, size_mb: float, sha: str, command: str
             "",
             f"### {title}",
             "",
-            "| group | n | balanced acc. | refer sens. | unsafe miss | accuracy |",
-            "|---|---|---|---|---|---|",
+            "| group | n | refer sens. | benign usefulness | balanced acc. | unsafe miss | accuracy |",
+            "|---|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {g} | {s['n']} | {s['balanced_accuracy']} | {s['refer_sensitivity']} | {s['unsafe_miss_rate']} | "
-            f"{s['accuracy']} |"
+            f"| {g} | {s['n']} | {s['refer_sensitivity']} | {s.get('benign_usefulness', '-')} | "
+            f"{s['balanced_accuracy']} | {s['unsafe_miss_rate']} | {s['accuracy']} |"
             for g, s in t[key].items()
         ]
+    lines += closeup_lines(report["model"])
     loso = report.get("linear_probe_leave_one_source_out") or {}
     if loso:
         lines += [
@@ -157,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     report = json.loads((run / "metrics.json").read_text())
     cfg = json.loads(json.dumps(meta["train_config"]))
     n = write_split_manifest(cfg["data"], "test", models / "test_manifest.csv")
+    if (Path(cfg["data"]) / "crops.csv").exists():
+        write_split_manifest(cfg["data"], "test", models / "closeup_test_manifest.csv", closeups=True)
     card = render_card(meta, report, dest.stat().st_size / 1e6, sha, args.command)
     (models / "MODEL_CARD.md").write_text(card)
     print(f"shipped {dest} ({sha[:12]}), test manifest {n} rows, classes {list(OUTCOMES)}")

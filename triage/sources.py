@@ -37,6 +37,7 @@ class Record:
     link_id: str = ""  # an id that links copies across sources (e.g. the ISIC id)
     group: str = ""  # a caller-given group (manifest), merged with duplicate groups
     crop_bottom: float = 0.0  # share of the image height to drop (watermarks)
+    box: tuple[int, int, int, int] | None = None  # a close-up: (left, top, right, bottom) after crop_bottom
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,11 @@ def read_labels_csv(source: Source, root: Path) -> list[Record]:
 
 
 def read_manifest(csv_path: str | Path, source_name: str = "manifest") -> list[Record]:
-    """Read a manifest CSV: ``path,label`` required, ``source,group,fitzpatrick`` optional.
+    """Read a manifest CSV: ``path,label`` required, ``source,group,fitzpatrick,box`` optional.
 
     ``label`` must be one of the four outcomes. Relative paths are resolved
-    against the CSV's folder.
+    against the CSV's folder. ``box`` (``left,top,right,bottom`` in pixels, after the source's watermark
+    crop) makes the row a close-up: the part of the photo inside the box is what gets judged.
     """
     csv_path = Path(csv_path)
     records = []
@@ -125,9 +127,24 @@ def read_manifest(csv_path: str | Path, source_name: str = "manifest") -> list[R
                     group=row.get("group") or "",
                     # Rows of a registered source get that source's clean-up (e.g. watermark crop).
                     crop_bottom=registered.crop_bottom if registered else 0.0,
+                    box=parse_box(row.get("box") or ""),
                 )
             )
     return records
+
+
+def parse_box(text: str) -> tuple[int, int, int, int] | None:
+    """``"l,t,r,b"`` as four ints (``None`` for an empty string).
+
+    Raises:
+        ValueError: for anything but four integers with left < right and top < bottom.
+    """
+    if not text.strip():
+        return None
+    parts = [int(v) for v in text.split(",")]
+    if len(parts) != 4 or not (parts[0] < parts[2] and parts[1] < parts[3]):
+        raise ValueError(f"box {text!r} is not left,top,right,bottom")
+    return parts[0], parts[1], parts[2], parts[3]
 
 
 def write_manifest(records: list[Record], csv_path: str | Path) -> None:
@@ -247,21 +264,29 @@ def load_source(name: str, root: str | Path, check_count: bool = True) -> list[R
     return records
 
 
-def write_split_manifest(folder: str | Path, split: str, out_csv: str | Path) -> int:
+def write_split_manifest(folder: str | Path, split: str, out_csv: str | Path, closeups: bool = False) -> int:
     """Write one split of a build as a manifest CSV (paths relative to the CSV) for ``python -m triage evaluate``.
+
+    With ``closeups``, the rows are the split's lesion-centred crops (``crops.csv`` of the build), each
+    with its ``box``: the close-up test set.
 
     Returns:
         rows written.
     """
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with open(Path(folder) / "manifest.csv", newline="", encoding="utf-8") as fh, open(out_csv, "w", newline="") as oh:
+    with open(Path(folder) / "manifest.csv", newline="", encoding="utf-8") as fh:
+        photos = list(csv.DictReader(fh))
+    rows = [dict(r, box="") for r in photos if r["split"] == split]
+    if closeups:
+        path_of = {r["cache_row"]: r["path"] for r in photos}
+        with open(Path(folder) / "crops.csv", newline="", encoding="utf-8") as fh:
+            rows = [dict(r, path=path_of[r["cache_row"]]) for r in csv.DictReader(fh) if r["split"] == split]
+    columns = ["path", "label", "source", "group", "fitzpatrick"] + (["box"] if closeups else [])
+    with open(out_csv, "w", newline="") as oh:
         w = csv.writer(oh)
-        w.writerow(["path", "label", "source", "group", "fitzpatrick"])
-        for r in csv.DictReader(fh):
-            if r["split"] == split:
-                rel = os.path.relpath(r["path"], out_csv.parent.resolve())
-                w.writerow([rel, r["label"], r["source"], r["group"], r["fitzpatrick"]])
-                n += 1
-    return n
+        w.writerow(columns)
+        for r in rows:
+            rel = os.path.relpath(r["path"], out_csv.parent.resolve())
+            w.writerow([rel] + [r[c] for c in columns[1:]])
+    return len(rows)

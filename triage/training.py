@@ -28,6 +28,7 @@ from tqdm import tqdm
 from triage import metrics as M
 from triage.augment import train_transform
 from triage.calibration import fit_temperature, nll
+from triage.crops import open_crop_cache, read_crop_rows
 from triage.models import BACKBONES, build_model, classify_features, features, unfold_batchnorm
 from triage.ood import fit_ood
 from triage.outcomes import OUTCOMES
@@ -66,6 +67,10 @@ class TrainConfig:
     max_batches: int = 0  # >0: stop each epoch early (tests, smoke runs)
     baseline: bool = False  # also train and report the standard recipe and a linear probe
     ood_quantile: float = 0.95
+    ood_fit_max: int = 4000  # training photos used to fit the OOD statistics (0: all)
+    lesion_crop_p: float = 0.0  # share of draws of a crop-eligible photo replaced by one of its lesion-centred crops
+    closeup_thresholds: bool = True  # choose the operating point on validation photos and close-up crops together
+    holdout_source: str = ""  # leave this source out of train/val/test and evaluate on all of it
     extra: dict = field(default_factory=dict)
 
 
@@ -176,47 +181,109 @@ class DistributedWeightedSampler(Sampler[int]):
 
 @dataclass
 class Split:
-    """One split's rows, as arrays."""
+    """One split's rows, as arrays (``rows`` index the photo cache, or the crop cache for a close-up set)."""
 
-    rows: np.ndarray  # cache rows
+    rows: np.ndarray
     y: np.ndarray
     source: np.ndarray
     fitz: np.ndarray
     group: np.ndarray
+    parent: np.ndarray | None = None  # close-up sets: the photo-cache row each crop was cut from
+
+    def subset(self, keep: np.ndarray) -> Split:
+        """The rows where ``keep`` is true."""
+        return Split(
+            *(getattr(self, f)[keep] for f in ("rows", "y", "source", "fitz", "group")),
+            parent=None if self.parent is None else self.parent[keep],
+        )
 
 
-def load_splits(data_dir: Path) -> tuple[np.ndarray, dict[str, Split], str]:
-    """Load the image cache (memory-mapped), the splits and the data fingerprint."""
+def _split_from_rows(rows: list[dict], row_key: str) -> Split:
+    def col(key, conv=str):
+        return np.asarray([conv(r[key]) for r in rows])
+
+    if not rows:
+        empty = np.zeros(0, dtype=int)
+        return Split(empty, empty, np.zeros(0, dtype=str), empty, np.zeros(0, dtype=str), parent=empty)
+    return Split(
+        col(row_key, int),
+        np.asarray([OUTCOMES.index(r["label"]) for r in rows]),
+        col("source"),
+        col("fitzpatrick", int),
+        col("group"),
+        parent=col("cache_row", int),
+    )
+
+
+def load_splits(data_dir: Path, holdout_source: str = "") -> tuple[np.ndarray, dict[str, Split], str]:
+    """Load the image cache (memory-mapped), the splits and the data fingerprint.
+
+    Besides ``train``, ``val`` and ``test``, the dict holds the close-up sets ``train_crops``, ``val_crops``
+    and ``test_crops`` (empty when the build cut no lesion-centred crops; their ``rows`` index the crop cache,
+    :func:`triage.crops.open_crop_cache`), and with ``holdout_source`` also ``holdout`` (every photo of that
+    source, whatever its split) and ``holdout_crops``, while the other sets lose that source.
+    """
     cache = np.load(data_dir / f"cache_{CANONICAL_SIZE}.npy", mmap_mode="r")
-    by = {s: {"rows": [], "y": [], "source": [], "fitz": [], "group": []} for s in ("train", "val", "test")}
     with open(data_dir / "manifest.csv", newline="") as fh:
-        for r in csv.DictReader(fh):
-            d = by[r["split"]]
-            d["rows"].append(int(r["cache_row"]))
-            d["y"].append(OUTCOMES.index(r["label"]))
-            d["source"].append(r["source"])
-            d["fitz"].append(int(r["fitzpatrick"]))
-            d["group"].append(r["group"])
-    splits = {k: Split(*(np.asarray(v[f]) for f in ("rows", "y", "source", "fitz", "group"))) for k, v in by.items()}
+        photos = list(csv.DictReader(fh))
+    crop_rows = read_crop_rows(data_dir)
+    splits: dict = {}
+    for name, rows, key in (("", photos, "cache_row"), ("_crops", crop_rows, "crop_row")):
+        if holdout_source:
+            splits[f"holdout{name}"] = _split_from_rows([r for r in rows if r["source"] == holdout_source], key)
+            rows = [r for r in rows if r["source"] != holdout_source]
+        for sp in ("train", "val", "test"):
+            splits[f"{sp}{name}"] = _split_from_rows([r for r in rows if r["split"] == sp], key)
     fp = (data_dir / "fingerprint.txt").read_text().strip()
     return cache, splits, fp
 
 
 class CachedImages(Dataset):
-    """Canonical squares from the cache, augmented for training."""
+    """Canonical squares from the cache, augmented for training.
 
-    def __init__(self, cache: np.ndarray, split: Split, transform, mean, std) -> None:
+    With ``crops`` (a crop cache, the rows of each photo's lesion-centred crops and a share ``crop_p``),
+    a draw of a photo that has crops is replaced, ``crop_p`` of the time, by one of its crops picked at
+    random, augmented by ``crop_transform`` (which must not zoom in further: the crop already frames the spot).
+    """
+
+    def __init__(
+        self,
+        cache: np.ndarray,
+        split: Split,
+        transform,
+        mean,
+        std,
+        crops: tuple[np.ndarray, list[np.ndarray], float, object] | None = None,
+    ) -> None:
         self.cache, self.split, self.transform = cache, split, transform
         self.mean = torch.tensor(mean).view(3, 1, 1)
         self.std = torch.tensor(std).view(3, 1, 1)
+        self.crops = crops
 
     def __len__(self) -> int:
         return len(self.split.rows)
 
     def __getitem__(self, i: int):
-        img = self.transform(image=np.asarray(self.cache[self.split.rows[i]]))["image"]
+        image, tf = None, self.transform
+        if self.crops is not None:
+            crop_cache, crop_rows_of, crop_p, crop_tf = self.crops
+            options = crop_rows_of[i]
+            # np.random is seeded per loader worker (worker_init_fn), so this is reproducible.
+            if len(options) and np.random.random() < crop_p:
+                image, tf = np.asarray(crop_cache[options[np.random.randint(len(options))]]), crop_tf
+        if image is None:
+            image = np.asarray(self.cache[self.split.rows[i]])
+        img = tf(image=image)["image"]
         x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
         return (x - self.mean) / self.std, int(self.split.y[i])
+
+
+def crops_by_photo(split: Split, crops: Split) -> list[np.ndarray]:
+    """For each photo of ``split``, the crop-cache rows of its crops (empty where it has none)."""
+    by_parent: dict[int, list[int]] = {}
+    for row, parent in zip(crops.rows.tolist(), crops.parent.tolist(), strict=True):
+        by_parent.setdefault(parent, []).append(row)
+    return [np.asarray(by_parent.get(r, []), dtype=int) for r in split.rows.tolist()]
 
 
 def sample_weights(y: np.ndarray, source: np.ndarray, mode: str) -> np.ndarray:
@@ -342,6 +409,130 @@ def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * p))
 
 
+def _train_transforms(cfg: TrainConfig, aug_seed: int):
+    """The training augmentation for whole photos, and the one for lesion-centred crops (no further zoom)."""
+    if cfg.augment == "standard":
+        import albumentations as A
+
+        tf = A.Compose([A.RandomResizedCrop(size=(cfg.image_size,) * 2), A.HorizontalFlip()], seed=aug_seed)
+        return tf, tf
+    return (
+        train_transform(cfg.image_size, aug_seed, cfg.tight_crop_p),
+        train_transform(cfg.image_size, aug_seed + 1, tight_crop_p=0.0),
+    )
+
+
+def _make_loader(cfg: TrainConfig, cache, splits, dd: DistInfo, aug_seed: int, g: torch.Generator) -> DataLoader:
+    """The training loader: balanced sampling (shared out across DDP ranks) over photos and their crops."""
+    spec = BACKBONES[cfg.arch]
+    tr = splits["train"]
+    tf, crop_tf = _train_transforms(cfg, aug_seed)
+    crops = None
+    crop_cache = open_crop_cache(Path(cfg.data)) if cfg.lesion_crop_p > 0 else None
+    if crop_cache is not None and len(splits["train_crops"].rows):
+        crops = (crop_cache, crops_by_photo(tr, splits["train_crops"]), cfg.lesion_crop_p, crop_tf)
+    ds = CachedImages(cache, tr, tf, spec.mean, spec.std, crops)
+    if dd.enabled:
+        # Each rank takes its slice of one shared draw per epoch; balancing works as in a single process.
+        if cfg.balance == "none":
+            sampler = DistributedSampler(ds, dd.world_size, dd.rank, shuffle=True, seed=cfg.seed)
+        else:
+            w = sample_weights(tr.y, tr.source, cfg.balance)
+            sampler = DistributedWeightedSampler(w, len(tr.y), dd.world_size, dd.rank, seed=cfg.seed)
+        loader_kw = {"sampler": sampler}
+    elif cfg.balance == "none":
+        loader_kw = {"shuffle": True}
+    else:
+        w = sample_weights(tr.y, tr.source, cfg.balance)
+        loader_kw = {"sampler": WeightedRandomSampler(torch.as_tensor(w), len(tr.y), replacement=True, generator=g)}
+    return DataLoader(
+        ds,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.workers,
+        drop_last=True,
+        generator=g,
+        worker_init_fn=lambda wid: np.random.seed(aug_seed * 1000 + wid),
+        persistent_workers=cfg.workers > 0,
+        **loader_kw,
+    )
+
+
+@dataclass
+class _Progress:
+    """What a run folder's ``<tag>_last.pt`` keeps between epochs (and sessions)."""
+
+    start_epoch: int = 0
+    best_bacc: float = -1.0
+    best_state: dict | None = None
+    history: list = field(default_factory=list)
+
+
+def _resume(state_path: Path, model, opt, g: torch.Generator, tf, cfg: TrainConfig, aug_seed: int, tag: str):
+    """Load a saved epoch state into ``model`` and ``opt``; reseed so that no epoch's draws are replayed."""
+    st = torch.load(state_path, map_location="cpu", weights_only=True)
+    model.load_state_dict(st["model"])
+    opt.load_state_dict(st["optimizer"])
+    progress = _Progress(st["epoch"] + 1, st["best_bacc"], st["best_model"], st["history"])
+    # A resumed run must not replay epoch 1's sampling and augmentation.
+    g.manual_seed(cfg.seed + 1000 * progress.start_epoch)
+    if hasattr(tf, "set_random_seed"):
+        tf.set_random_seed(aug_seed + 1000 * progress.start_epoch)
+    log.info("resumed %s at epoch %d", tag, progress.start_epoch)
+    return progress
+
+
+def _check_same_start(dd: DistInfo, start_epoch: int, tag: str) -> None:
+    """Every DDP rank reads the saved state itself: all must have found the same one, or they would hang."""
+    got = torch.tensor([start_epoch], device=dd.device)
+    lo, hi = got.clone(), got.clone()
+    dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+    dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+    if lo.item() != hi.item():
+        raise RuntimeError(
+            f"ranks resume {tag} at different epochs ({lo.item()}-{hi.item()}): every node needs the same run folder"
+        )
+
+
+def _train_one_epoch(net, loader, opt, loss_fn, cfg: TrainConfig, dd: DistInfo, epoch: int, steps: int, desc: str):
+    """One pass of ``steps`` batches with the warm-up + cosine schedule; returns (summed loss, images seen)."""
+    total = steps * cfg.epochs
+    run_loss, seen = 0.0, 0
+    bar = tqdm(loader, total=steps, desc=desc, unit="batch", disable=not dd.is_main)
+    for step, (x, y) in enumerate(bar):
+        if step >= steps:
+            break
+        for grp in opt.param_groups:
+            grp["lr"] = _lr_at(epoch * steps + step, total, max(1, total // 20), cfg.lr)
+        if dd.device is not None:
+            x, y = x.to(dd.device, non_blocking=True), y.to(dd.device, non_blocking=True)
+        loss = loss_fn(net(x.contiguous(memory_format=torch.channels_last)), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        run_loss += loss.item() * len(y)
+        seen += len(y)
+        bar.set_postfix(loss=f"{run_loss / seen:.3f}")
+    if dd.enabled:
+        # The summary reports the whole job: loss over all ranks' images, images per second of all ranks.
+        tot = torch.tensor([run_loss, float(seen)], dtype=torch.float64, device=dd.device)
+        dist.all_reduce(tot)
+        run_loss, seen = float(tot[0]), int(tot[1])
+    return run_loss, seen
+
+
+def _validate(model, cache, splits, cfg: TrainConfig, dd: DistInfo, epoch: int) -> tuple[float, float]:
+    """Precise batch norm on training photos, then validation balanced accuracy (argmax) and NLL."""
+    spec = BACKBONES[cfg.arch]
+    val = splits["val"]
+    recalibrate_batchnorm(
+        model, cache, splits["train"].rows, cfg.image_size, spec.mean, spec.std, seed=cfg.seed + epoch, device=dd.device
+    )
+    logits = predict_logits(model, cache, val.rows, cfg.image_size, spec.mean, spec.std, device=dd.device)
+    if not len(val.y):
+        return 0.0, float("nan")
+    return M.balanced_accuracy(val.y, logits.argmax(1)), nll(logits, val.y)
+
+
 def train_model(
     cfg: TrainConfig,
     cache,
@@ -366,38 +557,8 @@ def train_model(
     if dd.device is not None:
         model = model.to(dd.device)
     aug_seed = cfg.seed + RANK_SEED_STRIDE * dd.rank  # == cfg.seed in a single process
-    if cfg.augment == "standard":
-        import albumentations as A
-
-        tf = A.Compose([A.RandomResizedCrop(size=(cfg.image_size,) * 2), A.HorizontalFlip()], seed=aug_seed)
-    else:
-        tf = train_transform(cfg.image_size, aug_seed, cfg.tight_crop_p)
-    tr = splits["train"]
-    ds = CachedImages(cache, tr, tf, spec.mean, spec.std)
     g = torch.Generator().manual_seed(cfg.seed)
-    if dd.enabled:
-        # Each rank takes its slice of one shared draw per epoch; balancing works as in a single process.
-        if cfg.balance == "none":
-            sampler = DistributedSampler(ds, dd.world_size, dd.rank, shuffle=True, seed=cfg.seed)
-        else:
-            w = sample_weights(tr.y, tr.source, cfg.balance)
-            sampler = DistributedWeightedSampler(w, len(tr.y), dd.world_size, dd.rank, seed=cfg.seed)
-        loader_kw = {"sampler": sampler}
-    elif cfg.balance == "none":
-        loader_kw = {"shuffle": True}
-    else:
-        w = sample_weights(tr.y, tr.source, cfg.balance)
-        loader_kw = {"sampler": WeightedRandomSampler(torch.as_tensor(w), len(tr.y), replacement=True, generator=g)}
-    loader = DataLoader(
-        ds,
-        batch_size=cfg.batch_size,
-        num_workers=cfg.workers,
-        drop_last=True,
-        generator=g,
-        worker_init_fn=lambda wid: np.random.seed(aug_seed * 1000 + wid),
-        persistent_workers=cfg.workers > 0,
-        **loader_kw,
-    )
+    loader = _make_loader(cfg, cache, splits, dd, aug_seed, g)
     net: nn.Module = model
     if dd.enabled:
         from torch.nn.parallel import DistributedDataParallel
@@ -407,107 +568,46 @@ def train_model(
         net = DistributedDataParallel(model, device_ids=[dd.device] if dd.device is not None else None)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    steps_per_epoch = min(len(loader), cfg.max_batches) if cfg.max_batches else len(loader)
-    total = steps_per_epoch * cfg.epochs
+    steps = min(len(loader), cfg.max_batches) if cfg.max_batches else len(loader)
     state_path = run_dir / f"{tag}_last.pt"
-    start_epoch, best_bacc, best_state, history = 0, -1.0, None, []
+    progress = _Progress()
     if resume and state_path.exists():
-        st = torch.load(state_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        start_epoch, best_bacc, best_state = st["epoch"] + 1, st["best_bacc"], st["best_model"]
-        history = st["history"]
-        # A resumed run must not replay epoch 1's sampling and augmentation.
-        g.manual_seed(cfg.seed + 1000 * start_epoch)
-        if hasattr(tf, "set_random_seed"):
-            tf.set_random_seed(aug_seed + 1000 * start_epoch)
-        log.info("resumed %s at epoch %d", tag, start_epoch)
+        progress = _resume(state_path, model, opt, g, loader.dataset.transform, cfg, aug_seed, tag)
     if dd.enabled:
-        # Every rank reads the saved state itself: all must have found the same one (a run folder shared by
-        # all nodes), or they would run different numbers of epochs and hang.
-        got = torch.tensor([start_epoch], device=dd.device)
-        lo, hi = got.clone(), got.clone()
-        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
-        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
-        if lo.item() != hi.item():
-            raise RuntimeError(
-                f"ranks resume {tag} at different epochs ({lo.item()}-{hi.item()}): "
-                "every node needs the same run folder"
-            )
-    val = splits["val"]
-    for epoch in range(start_epoch, cfg.epochs):
+        _check_same_start(dd, progress.start_epoch, tag)
+    for epoch in range(progress.start_epoch, cfg.epochs):
         model.train()
         if dd.enabled:
             loader.sampler.set_epoch(epoch)
         t0 = time.time()
-        run_loss, seen = 0.0, 0
-        bar = tqdm(
-            loader,
-            total=steps_per_epoch,
-            desc=f"{tag} epoch {epoch + 1}/{cfg.epochs}",
-            unit="batch",
-            disable=not dd.is_main,
-        )
-        for step, (x, y) in enumerate(bar):
-            if step >= steps_per_epoch:
-                break
-            for grp in opt.param_groups:
-                grp["lr"] = _lr_at(epoch * steps_per_epoch + step, total, max(1, total // 20), cfg.lr)
-            if dd.device is not None:
-                x, y = x.to(dd.device, non_blocking=True), y.to(dd.device, non_blocking=True)
-            x = x.contiguous(memory_format=torch.channels_last)
-            loss = loss_fn(net(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            run_loss += loss.item() * len(y)
-            seen += len(y)
-            bar.set_postfix(loss=f"{run_loss / seen:.3f}")
+        desc = f"{tag} epoch {epoch + 1}/{cfg.epochs}"
+        run_loss, seen = _train_one_epoch(net, loader, opt, loss_fn, cfg, dd, epoch, steps, desc)
         train_time = time.time() - t0
-        if dd.enabled:
-            # The summary reports the whole job: loss over all ranks' images, images per second of all ranks.
-            tot = torch.tensor([run_loss, float(seen)], dtype=torch.float64, device=dd.device)
-            dist.all_reduce(tot)
-            run_loss, seen = float(tot[0]), int(tot[1])
-            if not dd.is_main:
-                # Rank 0 validates and writes alone; this rank waits in the next epoch's first collective,
-                # where DDP also hands it rank 0's re-estimated batch-norm statistics.
-                history.append({"epoch": epoch + 1, "train_loss": round(run_loss / max(seen, 1), 4)})
-                continue
-        recalibrate_batchnorm(
-            model, cache, tr.rows, cfg.image_size, spec.mean, spec.std, seed=cfg.seed + epoch, device=dd.device
-        )
-        logits = predict_logits(model, cache, val.rows, cfg.image_size, spec.mean, spec.std, device=dd.device)
-        pred = logits.argmax(1)
-        bacc = M.balanced_accuracy(val.y, pred) if len(val.y) else 0.0
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": round(run_loss / max(seen, 1), 4),
+        row = {"epoch": epoch + 1, "train_loss": round(run_loss / max(seen, 1), 4)}
+        if not dd.is_main:
+            # Rank 0 validates and writes alone; this rank waits in the next epoch's first collective,
+            # where DDP also hands it rank 0's re-estimated batch-norm statistics.
+            progress.history.append(row)
+            continue
+        bacc, val_nll = _validate(model, cache, splits, cfg, dd, epoch)
+        row |= {
             "val_balanced_accuracy": round(bacc, 4),
-            "val_nll": round(nll(logits, val.y), 4) if len(val.y) else float("nan"),
+            "val_nll": round(val_nll, 4),
             "images_per_s": round(seen / train_time, 1),
             "epoch_seconds": round(time.time() - t0, 1),
         }
-        history.append(row)
-        if bacc > best_bacc:
+        progress.history.append(row)
+        if bacc > progress.best_bacc:
             # A real copy: keeping a reference would silently ship the last epoch instead.
-            best_bacc, best_state = bacc, copy.deepcopy(model.state_dict())
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "epoch": epoch,
-                "best_bacc": best_bacc,
-                "best_model": best_state,
-                "history": history,
-            },
-            state_path,
-        )
-        _write_summary(run_dir / f"{tag}_summary.csv", history)
+            progress.best_bacc, progress.best_state = bacc, copy.deepcopy(model.state_dict())
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch}
+        state |= {"best_bacc": progress.best_bacc, "best_model": progress.best_state, "history": progress.history}
+        torch.save(state, state_path)
+        _write_summary(run_dir / f"{tag}_summary.csv", progress.history)
         log.info("%s epoch %d: %s", tag, epoch + 1, row)
     if dd.is_main:
-        model.load_state_dict(best_state)
-    return model, history
+        model.load_state_dict(progress.best_state)
+    return model, progress.history
 
 
 def _write_summary(path: Path, history: list[dict]) -> None:
@@ -524,6 +624,7 @@ def evaluate_arrays(logits, split: Split, temperature: float, t: Thresholds) -> 
     out = M.summary(split.y, pred, probs)
     out["balanced_accuracy_ci95"] = M.bootstrap_ci(split.y, pred, M.balanced_accuracy, n=300, groups=split.group)
     out["refer_sensitivity_ci95"] = M.bootstrap_ci(split.y, pred, M.refer_sensitivity, n=300, groups=split.group)
+    out["benign_usefulness_ci95"] = M.bootstrap_ci(split.y, pred, M.benign_usefulness, n=300, groups=split.group)
     out["by_source"] = {
         s: M.summary(split.y[split.source == s], pred[split.source == s], probs[split.source == s])
         for s in sorted(set(split.source))
@@ -590,7 +691,8 @@ def run(cfg: TrainConfig, resume_dir: str | None = None) -> Path:
     logging.getLogger("triage").setLevel(logging.INFO)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
     t_start = time.time()
-    cache, splits, fp = load_splits(Path(cfg.data))
+    cache, splits, fp = load_splits(Path(cfg.data), cfg.holdout_source)
+    crop_cache = open_crop_cache(Path(cfg.data))
     spec = BACKBONES[cfg.arch]
     val, test = splits["val"], splits["test"]
     report: dict = {"data_fingerprint": fp}
@@ -598,29 +700,54 @@ def run(cfg: TrainConfig, resume_dir: str | None = None) -> Path:
     model, history = train_model(cfg, cache, splits, run_dir, resume=resume_dir is not None, dist_info=dd)
     train_seconds = time.time() - t_start
     dev = dd.device
-    val_logits, val_f = predict_logits(
-        model, cache, val.rows, cfg.image_size, spec.mean, spec.std, want_features=True, device=dev
-    )
+
+    def logits_of(name: str, want_features: bool = False):
+        images = crop_cache if name.endswith("_crops") else cache
+        if images is None:  # a build without crops: empty close-up sets
+            return np.zeros((0, len(OUTCOMES)))
+        rows = splits[name].rows
+        size, mean, std = cfg.image_size, spec.mean, spec.std
+        return predict_logits(model, images, rows, size, mean, std, want_features=want_features, device=dev)
+
+    val_logits, val_f = logits_of("val", want_features=True)
     temperature = fit_temperature(val_logits, val.y) if cfg.calibrate else 1.0
     val_probs = softmax(val_logits, temperature)
-    thresholds, val_point = choose_thresholds(val_probs, val.y, cfg.min_refer_sensitivity)
-    tr_logits, tr_f = predict_logits(
-        model, cache, splits["train"].rows, cfg.image_size, spec.mean, spec.std, want_features=True, device=dev
+    logits = {k: logits_of(k) for k in ("val_crops", "test", "test_crops", "holdout", "holdout_crops") if k in splits}
+    also = {}
+    if cfg.closeup_thresholds and len(splits["val_crops"].y):
+        also["closeup"] = (softmax(logits["val_crops"], temperature), splits["val_crops"].y)
+    thresholds, val_point = choose_thresholds(val_probs, val.y, cfg.min_refer_sensitivity, also=also)
+    # The OOD statistics (class means, shared covariance of 576 features) need a few thousand photos, not all:
+    # a seeded, class-stratified sample keeps the post-training passes short.
+    ood_train = splits["train"].subset(_ood_sample(splits["train"].y, cfg.ood_fit_max, cfg.seed))
+    _, tr_f = predict_logits(
+        model, cache, ood_train.rows, cfg.image_size, spec.mean, spec.std, want_features=True, device=dev
     )
-    ood = fit_ood(tr_f, splits["train"].y, val_f, cfg.ood_quantile)
-    test_logits = predict_logits(model, cache, test.rows, cfg.image_size, spec.mean, spec.std, device=dev)
+    ood = fit_ood(tr_f, ood_train.y, val_f, cfg.ood_quantile)
     report["model"] = {
         "val": evaluate_arrays(val_logits, val, temperature, thresholds),
-        "test": evaluate_arrays(test_logits, test, temperature, thresholds),
+        "test": evaluate_arrays(logits["test"], test, temperature, thresholds),
         "temperature": temperature,
         "thresholds": asdict(thresholds),
         "val_operating_point": val_point,
         "val_nll_before": nll(val_logits, val.y),
         "val_nll_after": nll(val_logits, val.y, temperature),
-        "test_ece_uncalibrated": M.ece(softmax(test_logits), test.y),
+        "test_ece_uncalibrated": M.ece(softmax(logits["test"]), test.y),
         "train_seconds": round(train_seconds, 1),
         "history": history,
     }
+    # Close-up sets (lesion-centred crops of the validation / test photos) and a held-out source, each at the
+    # operating point chosen above: how well the validation-chosen point transfers.
+    for name, key in (
+        ("val_crops", "closeup_val"),
+        ("test_crops", "closeup_test"),
+        ("holdout", "holdout"),
+        ("holdout_crops", "holdout_closeup"),
+    ):
+        if name in splits and len(splits[name].y):
+            report["model"][key] = evaluate_arrays(logits[name], splits[name], temperature, thresholds)
+    if cfg.holdout_source:
+        report["model"]["holdout_source"] = cfg.holdout_source
     meta = {
         "format": 1,
         "version": f"{cfg.arch}-{time.strftime('%Y%m%d')}-{fp[:8]}",
@@ -637,7 +764,9 @@ def run(cfg: TrainConfig, resume_dir: str | None = None) -> Path:
         "data_fingerprint": fp,
         "ood": ood,
         "dropout": cfg.dropout,
-        "metrics": {"test": _headline(report["model"]["test"]), "val": _headline(report["model"]["val"])},
+        "metrics": {
+            k: _headline(report["model"][k]) for k in ("test", "val", "closeup_test", "holdout") if k in report["model"]
+        },
         "train_config": {k: v for k, v in asdict(cfg).items() if isinstance(v, int | float | str | bool)},
     }
     if dev is not None:
@@ -656,7 +785,7 @@ def run(cfg: TrainConfig, resume_dir: str | None = None) -> Path:
 
 def _run_other_rank(cfg: TrainConfig, dd: DistInfo, run_dir: Path, resume_dir: str | None) -> Path:
     """A DDP rank other than 0: take part in every training, write nothing, leave when training is done."""
-    cache, splits, _ = load_splits(Path(cfg.data))
+    cache, splits, _ = load_splits(Path(cfg.data), cfg.holdout_source)
     train_model(cfg, cache, splits, run_dir, resume=resume_dir is not None, dist_info=dd)
     if cfg.baseline:
         train_model(standard_recipe_config(cfg), cache, splits, run_dir, tag="baseline", dist_info=dd)
@@ -730,8 +859,30 @@ def run_baselines(cfg: TrainConfig, cache, splits, run_dir: Path, dist_info: Dis
     return out
 
 
+def _ood_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """A boolean mask of at most ``n`` rows, the same share of every class (all rows when ``n`` is 0)."""
+    keep = np.ones(len(y), dtype=bool)
+    if not n or n >= len(y):
+        return keep
+    rng = np.random.default_rng(seed)
+    keep[:] = False
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        keep[rng.choice(idx, max(1, round(len(idx) * n / len(y))), replace=False)] = True
+    return keep
+
+
 def _headline(m: dict) -> dict:
-    keys = ("n", "balanced_accuracy", "accuracy", "macro_f1", "refer_sensitivity", "unsafe_miss_rate", "ece")
+    keys = (
+        "n",
+        "balanced_accuracy",
+        "accuracy",
+        "macro_f1",
+        "refer_sensitivity",
+        "benign_usefulness",
+        "unsafe_miss_rate",
+        "ece",
+    )
     return {k: m[k] for k in keys if k in m}
 
 

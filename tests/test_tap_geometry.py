@@ -1,5 +1,5 @@
-"""Tap the spot, the pure parts: point parsing, point -> crop boxes (borders, small photos, EXIF-rotated photos)
-and the rule that combines the crops' answers."""
+"""Tap the spot, the pure parts (``triage.tap``, ``triage.combine``, ``triage.framed``): point parsing, point ->
+crop boxes (borders, small photos, EXIF-rotated photos) and the rule that combines the crops' answers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ from conftest import load_corpus_module
 from PIL import Image
 
 from triage.combine import CAUTIOUS, MEAN, combine_crop_probabilities
-from triage.crops import (
+from triage.decode import decode_upload
+from triage.framed import area_box, framed_thumbnail
+from triage.outcomes import OUTCOMES
+from triage.policy import Thresholds
+from triage.tap import (
     MIN_CROP_SIDE,
     MIN_JUDGED_SIDE,
     POINT_FORMAT_MESSAGE,
@@ -21,10 +25,6 @@ from triage.crops import (
     point_from_pixels,
     tap_boxes,
 )
-from triage.decode import decode_upload
-from triage.framed import area_box, framed_thumbnail
-from triage.outcomes import OUTCOMES
-from triage.policy import Thresholds
 
 corpus = load_corpus_module()
 

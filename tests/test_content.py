@@ -1,0 +1,293 @@
+"""The education pages: our own words, a doctor line on every answer, one contraindication list, a readable summary.
+
+* No page repeats a run of ``RUN`` words from the clinic pages its facts come from (``tests/data/seed_runs.txt``
+  holds their digests; with the pages themselves at ``$TRIAGE_SEEDS``, default ``../shared/seeds``, the digests
+  are also checked to be current).
+* Every outcome page says when to see a doctor; titles match the links to them; after-care runs in time order.
+* The "Who should wait" page and the therapist's checklist are one list.
+* The printable summary keeps the after-care time periods and prints no Markdown marks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from triage import app, quality
+from triage.content_loader import (
+    CONTRAINDICATION_ACTIONS,
+    LEARN_ORDER,
+    OUTCOME_PAGES,
+    all_pages,
+    contraindications,
+    learn_pages,
+    page,
+    parse_contraindications,
+    title,
+)
+from triage.engine import TriageResult
+from triage.outcomes import CANT_ASSESS, OUTCOMES
+from triage.overlap import RUN, digest, runs, shared_runs, words
+
+SEED_DIGESTS = REPO / "tests" / "data" / "seed_runs.txt"
+SEEDS = Path(os.environ.get("TRIAGE_SEEDS", REPO.parent / "shared" / "seeds"))
+PAGES = all_pages()
+OUTCOME_NAMES = [*OUTCOMES, CANT_ASSESS]
+
+
+def seed_digests() -> set[str]:
+    lines = SEED_DIGESTS.read_text(encoding="utf-8").splitlines()
+    return {s.strip() for s in lines if s.strip() and not s.startswith("#")}
+
+
+def seed_texts() -> dict[str, str]:
+    if not SEEDS.is_dir():
+        pytest.skip(f"seed pages not found at {SEEDS} (set TRIAGE_SEEDS)")
+    return {p.name: p.read_text(encoding="utf-8", errors="replace") for p in sorted(SEEDS.iterdir()) if p.is_file()}
+
+
+# -- in our own words -------------------------------------------------------------------------------
+
+
+def test_words_normalise_case_punctuation_and_apostrophes() -> None:
+    assert words("Don’t SQUEEZE: it's **hard**, like a grain-of-sand!") == [
+        "dont",
+        "squeeze",
+        "its",
+        "hard",
+        "like",
+        "a",
+        "grain",
+        "of",
+        "sand",
+    ]
+
+
+def test_the_guard_catches_a_copied_run() -> None:
+    source = "Whatever you do, never press on the little bump with your nails."
+    digests = {digest(r) for r in runs(source)}
+    copied = "A tip: NEVER press on the little bump, with tools or nails."
+    assert shared_runs(copied, digests) == ["never press on the little bump with"]
+    assert shared_runs("Please keep your nails off the little bump.", digests) == []
+
+
+def test_the_guard_catches_a_copied_seed_sentence() -> None:
+    digests = seed_digests()
+    for text in seed_texts().values():
+        first = " ".join(words(text)[:RUN])
+        assert shared_runs(f"Our page. {first.upper()}! More.", digests), f"{first!r} not caught"
+
+
+def test_seed_digests_are_current() -> None:
+    fresh = {digest(r) for text in seed_texts().values() for r in runs(text)}
+    assert fresh == seed_digests(), "the seed pages changed: run python scripts/seed_runs.py"
+
+
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.name)
+def test_no_page_repeats_seed_wording(path: Path) -> None:
+    shared = shared_runs(path.read_text(encoding="utf-8"), seed_digests())
+    assert not shared, f"{path.name} repeats {RUN}-word runs of a seed page: {shared}"
+
+
+# -- the answers -------------------------------------------------------------------------------------
+
+DOCTOR_LINE = re.compile(r"^\*\*When to see a doctor:\*\* \w", re.MULTILINE)
+
+
+@pytest.mark.parametrize("outcome", OUTCOME_NAMES)
+def test_every_outcome_page_says_when_to_see_a_doctor(outcome: str) -> None:
+    assert DOCTOR_LINE.search(page(f"outcome_{outcome}")), f"outcome_{outcome}.md has no 'When to see a doctor' line"
+
+
+def test_refer_asks_for_a_doctor_whatever_the_facial_plans() -> None:
+    text = page("outcome_refer-to-doctor").lower()
+    assert "whether or not you are planning a facial" in text
+    for sign in ("bigger", "bleeds", "not healed"):
+        assert sign in text, f"refer page lacks the urgent sign {sign!r}"
+    assert "before any facial" not in app.HEADLINES["refer-to-doctor"].lower()
+    assert OUTCOME_PAGES["refer-to-doctor"] == [], "nothing about booking beside a request to see a doctor"
+
+
+def test_milia_like_answer_shows_who_should_wait_and_warns_against_home_tools() -> None:
+    assert "contraindications" in OUTCOME_PAGES["milia-like"]
+    text = page("outcome_milia-like").lower()
+    for word in ("needle", "pin", "kit", "syringoma", "comedone"):
+        assert word in text
+
+
+def test_pustule_page_lists_warning_signs() -> None:
+    text = page("outcome_pustule").lower()
+    for sign in ("fever", "spreading", "eye", "large, painful lump", "folliculitis"):
+        assert sign in text
+
+
+#: A phrase of the can't-assess page for each reason the quality gate can give.
+QUALITY_WORDS = {
+    quality.TOO_SMALL: "too small",
+    quality.TOO_BLURRY: "blurry",
+    quality.TOO_DARK: "too dark",
+    quality.TOO_BRIGHT: "too bright",
+    quality.TOO_LITTLE_SKIN: "too little skin",
+}
+
+
+def test_cant_assess_page_lists_every_reason_the_app_gives() -> None:
+    assert set(QUALITY_WORDS) == set(quality.MESSAGES), "a quality reason was added: name it on the page"
+    text = page("outcome_cant-assess").lower()
+    for phrase in [*QUALITY_WORDS.values(), "close-up of skin", "flash", "sun"]:
+        assert phrase in text
+
+
+def test_pages_about_removal_say_never_at_home() -> None:
+    for name in ("extraction", "faq", "milia"):
+        text = page(name).lower()
+        assert all(w in text for w in ("needle", "pin", "kit")), f"{name}.md lacks the never-at-home warning"
+
+
+def test_only_a_doctor_says_what_a_spot_is() -> None:
+    for path in PAGES:
+        assert "therapist or doctor can" not in path.read_text(encoding="utf-8").lower(), path.name
+
+
+def test_one_term_for_the_milia_like_answer() -> None:
+    texts = [p.read_text(encoding="utf-8") for p in PAGES] + list(app.HEADLINES.values()) + list(app.NEXT_STEP.values())
+    for text in texts:
+        assert not re.search(r"milia-type|milia type|looks like milia\b|looks most like milia\b", text), text[:60]
+
+
+# -- titles and links --------------------------------------------------------------------------------
+
+
+def test_learn_tab_titles_are_the_page_titles() -> None:
+    assert [n for _, n in learn_pages()] == LEARN_ORDER
+    for shown, name in learn_pages():
+        assert page(name).startswith(f"# {shown}\n")
+
+
+def test_cross_references_name_real_pages() -> None:
+    titles = {title(p.stem) for p in PAGES}
+    for path in PAGES:
+        for ref in re.findall(r"(?<!\*)\*([^*\n]+)\*(?!\*)", path.read_text(encoding="utf-8")):
+            assert ref in titles, f"{path.name} links to *{ref}*, which is no page's title"
+
+
+def test_every_page_is_shown_somewhere() -> None:
+    shown = set(LEARN_ORDER) | {p for pages in OUTCOME_PAGES.values() for p in pages}
+    shown |= {f"outcome_{o}" for o in OUTCOME_NAMES} | {"disclaimer", "privacy"}
+    assert {p.stem for p in PAGES} == shown
+
+
+def _days(heading: str) -> float:
+    n, unit = re.search(r"(\d+) (hour|day|week)", heading).groups()
+    return int(n) * {"hour": 1 / 24, "day": 1, "week": 7}[unit]
+
+
+def test_aftercare_runs_in_time_order() -> None:
+    timed = [h for h in re.findall(r"^## (.+)$", page("aftercare"), re.MULTILINE) if re.search(r"\d", h)]
+    assert len(timed) >= 4
+    assert [_days(h) for h in timed] == sorted(_days(h) for h in timed)
+
+
+# -- one contraindication list -----------------------------------------------------------------------
+
+
+def test_checklist_is_the_who_should_wait_list() -> None:
+    items = contraindications()
+    bullets = [s for s in page("contraindications").splitlines() if s.startswith("- ")]
+    assert len(items) == len(bullets), "every bullet on the page must be a '- **label**: detail' item"
+    assert app.CHECKLIST == [c.label for c in items]
+    assert {c.action for c in items} == set(CONTRAINDICATION_ACTIONS.values())
+
+
+@pytest.mark.parametrize(
+    "needed",
+    ["cold sores", "infection", "sunburn", "peel", "laser", "waxing", "keloid", "blood thinners", "pregnan"]
+    + ["isotretinoin", "roaccutane", "six months", "retinoid", "last week", "dermatitis", "open skin", "skin cancer"],
+)
+def test_checklist_covers(needed: str) -> None:
+    assert any(needed in c.label.lower() for c in contraindications()), f"no checklist item for {needed!r}"
+
+
+def test_an_item_under_an_unknown_heading_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown heading"):
+        parse_contraindications("## Maybe later\n\n- **Something**: details.\n")
+
+
+# -- the printable summary ---------------------------------------------------------------------------
+
+
+class _Text(HTMLParser):
+    """The visible text of an HTML page, one block element per line."""
+
+    BLOCKS = {"p", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "title"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._skip = False
+
+    def handle_starttag(self, tag, attrs) -> None:
+        self._skip = tag in ("style", "title")
+        if tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag) -> None:
+        self._skip = False
+
+    def handle_data(self, data) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def summary_text(outcome: str = "milia-like", ticked: list[str] | None = None) -> str:
+    probs = None if outcome == CANT_ASSESS else dict.fromkeys(OUTCOMES, 0.25)
+    result = TriageResult(outcome=outcome, probabilities=probs, reasons=[], model_version="test")
+    parser = _Text()
+    parser.feed(app.summary_html(result, ticked or [], "a note"))
+    return "".join(parser.parts)
+
+
+def test_summary_keeps_the_aftercare_time_periods() -> None:
+    text = summary_text()
+    headings = re.findall(r"^## (.+)$", page("aftercare"), re.MULTILINE)
+    for heading in headings:
+        assert f"\n{heading}\n" in text, f"after-care heading {heading!r} missing from the summary"
+    # Each instruction sits under its own time period.
+    assert text.index("24 hours") < text.index("swimming pools") < text.index("3 days")
+    assert text.index("7 days") < text.index("wax") < text.index("2 weeks") < text.index("SPF 30")
+    assert "24 hours" in text.split("Before the appointment", 1)[1].split("After-care", 1)[0]
+
+
+def test_summary_prints_no_markdown_marks() -> None:
+    text = summary_text()
+    assert "**" not in text and "##" not in text and "](" not in text
+    assert not re.search(r"^\s*[-*] ", text, re.MULTILINE), "a Markdown bullet printed literally"
+    assert "SPF 30" in text and "<strong>SPF 30</strong>" in app.summary_html(
+        TriageResult(outcome="milia-like", probabilities=None, reasons=[], model_version="t"), [], ""
+    )
+
+
+def _item(action: str) -> str:
+    return next(c.label for c in contraindications() if c.action == action)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "ticked", "verdict"),
+    [
+        ("milia-like", [], "Ready to book"),
+        ("milia-like", ["discuss"], "Talk through the ticked items"),
+        ("milia-like", ["wait"], "Not ready yet"),
+        ("milia-like", ["doctor"], "a doctor's check comes first"),
+        ("refer-to-doctor", [], "a doctor's check comes first"),
+        ("pustule", [], "Not ready yet"),
+        (CANT_ASSESS, [], "a clearer photo comes first"),
+    ],
+)
+def test_summary_verdict(outcome: str, ticked: list[str], verdict: str) -> None:
+    text = summary_text(outcome, [_item(a) for a in ticked])
+    assert verdict in text

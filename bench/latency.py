@@ -4,8 +4,9 @@ Usage:
     python bench/latency.py [--model models/triage-mnv3s.pt] [--repeats 30] [--out bench/results/latency.json]
 
 Generates a 4000x3000 and a 1024 px JPEG (textured, skin-toned), runs each
-through ``Triage.predict_bytes`` ``--repeats`` times on 2 threads, and
-reports p50 / p95 in milliseconds plus the model-only forward time.
+through ``Triage.predict_bytes`` ``--repeats`` times on 2 threads (the 12 MP
+one also with one tapped point: up to three crops judged), and reports
+p50 / p95 in milliseconds plus the model-only forward time.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from PIL import Image
 
 from triage.decode import decode_upload
 from triage.engine import DEFAULT_MODEL, Triage
+from triage.tap import TAP_SCALES
+
+#: Where the one-tap row taps (fractions of width and height): off-centre, as a client's tap usually is.
+TAP_POINT = (0.35, 0.6)
 
 
 def synthetic_photo(width: int, height: int, seed: int = 0) -> bytes:
@@ -61,16 +66,22 @@ def main() -> None:
         "model_version": triage.version,
         "repeats": args.repeats,
     }
-    for name, (w, h) in {"photo_4000x3000": (4000, 3000), "photo_1024x768": (1024, 768)}.items():
+    cases = {
+        "photo_4000x3000": ((4000, 3000), None),
+        # One tap: the crops around the point (triage.tap.TAP_SCALES) in one batch instead of the whole photo.
+        "photo_4000x3000_one_tap": ((4000, 3000), TAP_POINT),
+        "photo_1024x768": ((1024, 768), None),
+    }
+    for name, ((w, h), point) in cases.items():
         data = synthetic_photo(w, h)
         for _ in range(3):
-            result = triage.predict_bytes(data)
+            result = triage.predict_bytes(data, point=point)
         if result.probabilities is None:  # the gate declined it: the timing would leave out the model
             raise SystemExit(f"{name}: the gate declined the benchmark photo ({result.reason_codes}); fix the photo")
         times = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            triage.predict_bytes(data)
+            triage.predict_bytes(data, point=point)
             times.append((time.perf_counter() - t0) * 1e3)
         out[name] = {
             "p50_ms": pct(times, 50),
@@ -79,6 +90,8 @@ def main() -> None:
             "outcome": result.outcome,
             "decoded_size": list(decode_upload(data).image.size),
         }
+        if point is not None:
+            out[name] |= {"point": list(point), "crops": len(TAP_SCALES)}
     x = triage.input_tensor(Image.open(io.BytesIO(synthetic_photo(640, 480))).convert("RGB"))
     with torch.no_grad():
         for _ in range(5):

@@ -34,7 +34,7 @@ def test_crop_box_is_centred_inside_and_shifted_at_borders():
 
 
 def test_finds_a_milium_like_white_spot_and_a_red_papule_where_they_are():
-    rgb = skin_with_spots([(90, 120, 5, (250, 240, 225)), (230, 100, 8, (200, 70, 70))])
+    rgb = skin_with_spots([(90, 120, 5, (236, 224, 198)), (230, 100, 8, (200, 70, 70))])
     bright = find_spots(rgb, kinds=("bright",))
     red = find_spots(rgb, kinds=("red",))
     assert bright and np.hypot(bright[0].x - 90, bright[0].y - 120) < 4
@@ -52,7 +52,7 @@ def test_plain_skin_has_no_spots_and_a_white_glare_or_black_corner_is_not_one():
 
 
 def test_crops_frame_the_spot_at_each_scale():
-    rgb = skin_with_spots([(160, 120, 12, (250, 240, 225))], size=(480, 360))
+    rgb = skin_with_spots([(160, 120, 12, (236, 224, 198))], size=(480, 360))
     spots = find_spots(rgb, kinds=("bright",))
     crops = spot_crops(Image.fromarray(rgb), spots[:1])
     assert len(crops) == 3
@@ -90,7 +90,7 @@ def test_dermnet_area_topics_are_not_spots_even_with_a_spot_word():
 
 def test_crops_for_image_reads_a_real_file_and_never_raises_on_a_broken_one(tmp_path):
     good = tmp_path / "spot.jpg"
-    Image.fromarray(skin_with_spots([(160, 120, 6, (250, 240, 225))])).save(good, quality=95)
+    Image.fromarray(skin_with_spots([(160, 120, 6, (236, 224, 198))])).save(good, quality=95)
     crops = crops_for_image(str(good), 0.0, "milia-like")
     assert crops and all(square.shape == (176, 176, 3) for _, square in crops)
     broken = tmp_path / "broken.jpg"

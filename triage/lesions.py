@@ -25,7 +25,7 @@ DETECT_SIDE = 256
 #: Blob sigmas searched (pixels at ``DETECT_SIDE``); radius is sigma * sqrt(2).
 MIN_SIGMA, MAX_SIGMA = 1.5, 12.0
 #: A "bright" spot whose centre has every channel at least this is glare or a white watermark, not a spot.
-WHITE_LEVEL = 235
+WHITE_LEVEL = 225
 #: A "dark" spot whose centre has every channel at most this is a black corner or a pupil, not a spot on skin.
 BLACK_LEVEL = 20
 #: Largest ratio of principal curvatures of a spot (SIFT's edge test uses 10; round spots are near 1).
@@ -129,9 +129,9 @@ def find_spots(
     rgb: np.ndarray,
     kinds: tuple[str, ...] = ("bright", "red", "dark"),
     max_spots: int = 6,
-    threshold: float = 0.1,
+    threshold: float = 0.15,
     margin: float = 0.04,
-    min_skin: float = 0.7,
+    min_skin: float = 0.8,
 ) -> list[Spot]:
     """Candidate spots of an RGB uint8 photo, strongest first.
 
@@ -171,8 +171,10 @@ def find_spots(
                 continue  # glare on shiny skin or an eye, or a watermark: not a spot
             if kind == "dark" and centre.max() <= BLACK_LEVEL:
                 continue  # a black frame or rotation corner, a pupil or a nostril
-            # Score: contrast at the centre times the spot's size, so one clear spot beats specks of noise.
-            score = float(chan[int(y), int(x)]) * float(np.sqrt(r))
+            # Score: contrast at the centre times the spot's size, so one clear spot beats specks of noise, and
+            # a spot near the middle of the photo beats one at its edge: whoever took it framed what mattered.
+            off_centre = np.hypot(x / sw - 0.5, y / sh - 0.5) / np.hypot(0.5, 0.5)
+            score = float(chan[int(y), int(x)]) * float(np.sqrt(r)) * (1.0 - 0.5 * off_centre)
             found.append(Spot(x / scale, y / scale, r / scale, kind, score))
     found.sort(key=lambda s: -s.score)
     kept: list[Spot] = []

@@ -3,10 +3,11 @@
 Usage:
     python bench/tap_rule.py [--model models/triage-mnv3s.pt] [--manifest models/test_manifest.csv]
                              [--out bench/results/tap_rule.json] [--limit N] [--seed 0]
-                             [--scales "0.25,0.4,0.6;0.5,0.75,1"]
+                             [--scales "0.25,0.4,0.6;0.5,0.75,1"] [--min-px 176] [--detector lesions]
 
 For every test-split photo the spot a person would tap is taken from a spot detector (the strongest
-candidate; the photo's centre when it finds none). Two sets of photos are scored:
+candidate of ``triage.lesions.find_spots``, or of a simpler blob detector kept here; the photo's centre when
+it finds none). Two sets of photos are scored:
 
 * ``photos``: the test photos as they are; the tap is at the detected spot.
 * ``closeups``: a close-up crop of each test photo (a square of 60% of its shorter side) placed so that the
@@ -56,16 +57,16 @@ from triage.tap import MIN_JUDGED_SIDE, TAP_SCALES, crop_box, tap_boxes  # noqa:
 CLOSEUP_SHARE = 0.6
 
 
-def spot_centres(rgb: np.ndarray) -> list[tuple[float, float, float]]:
+def spot_centres(rgb: np.ndarray, detector: str = "lesions") -> list[tuple[float, float, float]]:
     """Candidate spot centres ``(x, y, radius)`` in pixels, strongest first.
 
-    ``triage.lesions.find_spots`` (the detector the close-up training and test crops are cut with) when the
-    package has it; otherwise :func:`simple_spots`.
+    ``"lesions"``: ``triage.lesions.find_spots``, the detector the close-up training and test crops are cut
+    with; ``"simple"``: :func:`simple_spots`.
     """
-    try:
-        from triage.lesions import find_spots
-    except ImportError:
+    if detector == "simple":
         return simple_spots(rgb)
+    from triage.lesions import find_spots
+
     return [(s.x, s.y, s.radius) for s in find_spots(rgb)]
 
 
@@ -224,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--min-px", type=int, default=MIN_JUDGED_SIDE, help="fewest pixels a crop side gets where the photo allows"
     )
+    p.add_argument("--detector", choices=("lesions", "simple"), default="lesions", help="where the tap goes")
     args = p.parse_args(argv)
     scale_sets = [tuple(float(v) for v in part.split(",")) for part in args.scales.split(";") if part.strip()]
     variants = variant_names(scale_sets)
@@ -244,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         except (UploadError, OSError):
             unreadable += 1
             continue
-        spots = spot_centres(np.asarray(image))
+        spots = spot_centres(np.asarray(image), args.detector)
         if spots:
             sx, sy = spots[0][0], spots[0][1]
         else:
@@ -271,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         "photos_scored": len(y),
         "unreadable": unreadable,
         "no_spot_found_tap_at_centre": no_spot,
-        "detector": "triage.lesions" if _has_lesions() else "bench/tap_rule.py simple_spots",
+        "detector": "triage.lesions.find_spots" if args.detector == "lesions" else "bench/tap_rule.py simple_spots",
         "seconds": round(time.perf_counter() - t0, 1),
     }
     t = triage.thresholds
@@ -292,14 +294,6 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text + "\n")
     return 0
-
-
-def _has_lesions() -> bool:
-    try:
-        from triage.lesions import find_spots  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 if __name__ == "__main__":

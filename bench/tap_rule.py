@@ -4,6 +4,7 @@ Usage:
     python bench/tap_rule.py [--model models/triage-mnv3s.pt] [--manifest models/test_manifest.csv]
                              [--out bench/results/tap_rule.json] [--limit N] [--seed 0]
                              [--scales "0.25,0.4,0.6;0.5,0.75,1"] [--min-px 176] [--detector lesions]
+    python bench/tap_rule.py --sizes     # the test photos' shorter sides, in pixels
 
 For every test-split photo the spot a person would tap is taken from a spot detector (the strongest
 candidate of ``triage.lesions.find_spots``, or of a simpler blob detector kept here; the photo's centre when
@@ -198,6 +199,17 @@ def at_sensitivity(y: np.ndarray, rows: list[np.ndarray], t: Thresholds, rule: s
     }
 
 
+def shorter_sides(records: list) -> dict:
+    """Percentiles (5, 25, 50, 75, 95) of the photos' shorter sides in pixels, read from their headers."""
+    from PIL import Image
+
+    sides = []
+    for r in records:
+        with Image.open(r.path) as im:
+            sides.append(min(im.size))
+    return {f"p{q}": float(np.percentile(sides, q)) for q in (5, 25, 50, 75, 95)} | {"n": len(sides)}
+
+
 def closeup(image, spot: tuple[float, float], rng: np.random.Generator):
     """A square close-up of the photo with the spot at a random place in its middle 60%; and the spot in it."""
     w, h = image.size
@@ -226,7 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         "--min-px", type=int, default=MIN_JUDGED_SIDE, help="fewest pixels a crop side gets where the photo allows"
     )
     p.add_argument("--detector", choices=("lesions", "simple"), default="lesions", help="where the tap goes")
+    p.add_argument("--sizes", action="store_true", help="only print the photos' shorter sides (px percentiles)")
     args = p.parse_args(argv)
+    if args.sizes:
+        print(json.dumps(shorter_sides(read_manifest(args.manifest)), indent=1))
+        return 0
     scale_sets = [tuple(float(v) for v in part.split(",")) for part in args.scales.split(";") if part.strip()]
     variants = variant_names(scale_sets)
     triage = Triage.load(args.model, threads=2)

@@ -435,3 +435,22 @@ def test_cli_evaluate_judges_only_the_box_of_a_closeup_row(model_path, dataset, 
     bad.write_text(f'path,label,box\n{photo},{OUTCOMES[0]},"10,10,5,5"\n')
     with pytest.raises(ValueError):
         read_manifest(bad)
+
+
+def test_closeup_manifest_lists_each_test_crop_with_its_box(dataset, tmp_path):
+    out = tmp_path / "closeups.csv"
+    proc = _cli_data("manifest", "--out", str(dataset["proc"]), "--split", "test", "--closeups", "--csv", str(out))
+    assert proc.returncode == 0, proc.stderr
+    with open(dataset["proc"] / "crops.csv", newline="") as fh:
+        test_crops = [c for c in csv.DictReader(fh) if c["split"] == "test"]
+    assert test_crops, "the synthetic test photos of spot outcomes give crops"
+    records = read_manifest(out)
+    assert len(records) == len(test_crops)
+    for r, c in zip(records, test_crops, strict=True):
+        assert r.box == tuple(int(v) for v in c["box"].split(",")) and r.outcome == c["label"]
+
+
+def _cli_data(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "triage.data", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )

@@ -35,7 +35,14 @@ from triage.dedupe import UnionFind, find_pairs, signature
 from triage.mosaic import mosaic_score
 from triage.outcomes import OUTCOMES
 from triage.preprocess import CANONICAL_SIZE, canonical_square, crop_bottom
-from triage.sources import REGISTRY, Record, load_source, read_image_folder, read_manifest
+from triage.sources import (
+    REGISTRY,
+    Record,
+    load_source,
+    read_image_folder,
+    read_manifest,
+    write_split_manifest,
+)
 
 MIN_SIDE = 48
 MOSAIC_SOURCES = {"roboflow_acne"}
@@ -484,7 +491,16 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("crops", help="cut the lesion-centred crops of an existing build again")
     c.add_argument("--out", default="data/processed")
     c.add_argument("--workers", type=int, default=2)
+    m = sub.add_parser("manifest", help="write one split of a build as a manifest for `python -m triage evaluate`")
+    m.add_argument("--out", default="data/processed", help="the build folder")
+    m.add_argument("--split", default="test", choices=SPLITS)
+    m.add_argument("--closeups", action="store_true", help="the split's lesion-centred crops, each with its box")
+    m.add_argument("--csv", required=True, help="where to write the manifest (paths relative to it)")
     args = p.parse_args(argv)
+    if args.cmd == "manifest":
+        n = write_split_manifest(args.out, args.split, args.csv, closeups=args.closeups)
+        print(f"{args.csv}: {n} rows")
+        return 0
     if args.cmd == "crops":
         crops = recut_crops(Path(args.out), args.workers)
         print(json.dumps({k: crops[k] for k in ("eligible_photos", "crops", "wall_seconds")}, indent=1))

@@ -9,6 +9,7 @@ beside it), and renders ``models/MODEL_CARD.md`` from the run's metrics.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 import sys
@@ -55,6 +56,84 @@ def closeup_lines(model: dict) -> list[str]:
             f"{pc['pustule']['recall']} | {pc['other']['recall']} |"
         )
     return lines
+
+
+#: The model card's part that ``python -m triage.ship --refresh-measured`` rewrites from the committed results.
+MEASURED_BEGIN = "<!-- measured: begin (python -m triage.ship --refresh-measured) -->"
+MEASURED_END = "<!-- measured: end -->"
+
+
+def closeup_bench_lines(result: dict) -> list[str]:
+    """Whole photos beside close-ups for the shipped model, from ``bench/results/closeup.json``."""
+    lines = [
+        "",
+        "## Safety beside usefulness, whole photos and close-ups",
+        "",
+        "Benign usefulness: the share of milia-like, pustule and 'other' photos given their own outcome instead "
+        "of 'see a doctor'. Close-up test set: lesion-centred crops of the test photos (never used for training, "
+        "selection or thresholds). `python bench/closeup.py`; the validation point chosen on photos and "
+        "close-ups together is listed too.",
+        "",
+        "| policy | set | n | refer sens. | benign usefulness | unsafe miss | balanced acc. | milia R | pustule R "
+        "| other R |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for policy, title in (("shipped", "shipped thresholds"), ("photos_and_closeups", "chosen on photos + close-ups")):
+        for key, name in (("test", "test split"), ("test_crops", "close-up test set")):
+            m = result[policy][key]
+            r = m["recall"]
+            lines.append(
+                f"| {title} | {name} | {m['n']} | {m['refer_sensitivity']} | **{m['benign_usefulness']}** | "
+                f"{m['unsafe_miss_rate']} | {m['balanced_accuracy']} | {r['milia-like']} | {r['pustule']} | "
+                f"{r['other']} |"
+            )
+    return lines
+
+
+def loso_lines(rows: list[dict]) -> list[str]:
+    """Fine-tuned leave-one-source-out rows of ``results/experiments.csv`` as a table."""
+    rows = [r for r in rows if r.get("holdout_source")]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Fine-tuned leave-one-source-out",
+        "",
+        "The training recipe (3-epoch screening budget) trained, selected and calibrated without one source, then "
+        "scored on every photo of that source at its validation-chosen safety point: the closest proxy here "
+        "for an atlas or camera the model has never seen. `python bench/experiments.py run <name>`; commands "
+        "and wall times in `results/experiments.csv`.",
+        "",
+        "| held-out source | recipe | refer sens. | benign usefulness | unsafe miss | balanced acc. | "
+        "benign usefulness on its close-ups |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['holdout_source']} | {r['lever']} | {r['holdout_refer_sensitivity']} | "
+            f"**{r['holdout_benign_usefulness']}** | {r['holdout_unsafe_miss_rate']} | "
+            f"{r['holdout_balanced_accuracy']} | {r['holdout_closeup_benign_usefulness']} |"
+        )
+    return lines
+
+
+def measured_section(closeup_json: Path, experiments_csv: Path) -> str:
+    """The card's measured part (between the markers), from whichever result files exist."""
+    lines = [MEASURED_BEGIN]
+    if closeup_json.exists():
+        lines += closeup_bench_lines(json.loads(closeup_json.read_text()))
+    if experiments_csv.exists():
+        with open(experiments_csv, newline="") as fh:
+            lines += loso_lines(list(csv.DictReader(fh)))
+    return "\n".join([*lines, "", MEASURED_END])
+
+
+def refresh_measured(card: str, section: str) -> str:
+    """``card`` with its measured part replaced by ``section`` (appended when the card has none yet)."""
+    if MEASURED_BEGIN in card and MEASURED_END in card:
+        head, rest = card.split(MEASURED_BEGIN, 1)
+        return head + section + rest.split(MEASURED_END, 1)[1]
+    return card.rstrip("\n") + "\n\n" + section + "\n"
 
 
 def render_card(meta: dict, report: dict, size_mb: float, sha: str, command: str) -> str:
@@ -174,12 +253,26 @@ def render_card(meta: dict, report: dict, size_mb: float, sha: str, command: str
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--run", required=True)
+    p.add_argument("--run", help="the training run to ship")
+    p.add_argument(
+        "--refresh-measured",
+        action="store_true",
+        help="only rewrite the model card's measured part from bench/results/closeup.json and results/experiments.csv",
+    )
     p.add_argument("--name", default="triage-mnv3s")
     p.add_argument("--models", default="models")
     p.add_argument("--command", default="python train.py -c configs/mobilenet_v3_small.yaml")
     args = p.parse_args(argv)
-    run, models = Path(args.run), Path(args.models)
+    models = Path(args.models)
+    section = measured_section(Path("bench/results/closeup.json"), Path("results/experiments.csv"))
+    if args.refresh_measured:
+        card_path = models / "MODEL_CARD.md"
+        card_path.write_text(refresh_measured(card_path.read_text(), section))
+        print(f"rewrote the measured part of {card_path}")
+        return 0
+    if not args.run:
+        p.error("--run is required (or --refresh-measured)")
+    run = Path(args.run)
     models.mkdir(exist_ok=True)
     dest = models / f"{args.name}.pt"
     shutil.copyfile(run / "model.pt", dest)
@@ -192,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if (Path(cfg["data"]) / "crops.csv").exists():
         write_split_manifest(cfg["data"], "test", models / "closeup_test_manifest.csv", closeups=True)
     card = render_card(meta, report, dest.stat().st_size / 1e6, sha, args.command)
-    (models / "MODEL_CARD.md").write_text(card)
+    (models / "MODEL_CARD.md").write_text(refresh_measured(card, section))
     print(f"shipped {dest} ({sha[:12]}), test manifest {n} rows, classes {list(OUTCOMES)}")
     return 0
 

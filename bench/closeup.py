@@ -1,0 +1,80 @@
+"""A checkpoint on whole photos and on close-ups, at its own operating point and at one chosen on both.
+
+Usage:
+    python bench/closeup.py [--checkpoint models/triage-mnv3s.pt] [--data data/processed]
+                            [--out bench/results/closeup.json]
+
+Scores the test split and the close-up test set (lesion-centred crops of the test photos, see
+``triage/crops.py``) with the checkpoint's calibrated model, under two policies:
+
+* ``shipped``: the checkpoint's own thresholds (chosen on validation photos when it was trained);
+* ``photos_and_closeups``: thresholds chosen again on validation photos *and* validation close-ups together
+  (refer sensitivity >= 0.95 and unsafe misses <= 0.02 on each; ``triage.policy.choose_thresholds``).
+
+Both are chosen on validation data only; the test split and the close-up test set only measure. The model
+runs on the build's cached canonical squares, which equal what serving computes (tested in
+``tests/test_training.py``), in batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from triage import metrics as M
+from triage.crops import open_crop_cache
+from triage.engine import Triage
+from triage.policy import Thresholds, choose_thresholds, decide, softmax
+from triage.training import load_splits, predict_logits
+
+
+def measure(probs: np.ndarray, y: np.ndarray, t: Thresholds) -> dict:
+    """Headline numbers after the policy, safety and usefulness first."""
+    s = M.summary(y, decide(probs, t), probs)
+    keys = ("n", "refer_sensitivity", "benign_usefulness", "unsafe_miss_rate", "balanced_accuracy")
+    return {k: s[k] for k in keys} | {"recall": {k: v["recall"] for k, v in s["per_class"].items()}}
+
+
+def main() -> None:
+    """Score and print / write the JSON."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", default="models/triage-mnv3s.pt")
+    p.add_argument("--data", default="data/processed")
+    p.add_argument("--out", default="bench/results/closeup.json")
+    args = p.parse_args()
+    t0 = time.time()
+    triage = Triage.load(args.checkpoint, threads=2)
+    meta = triage.meta
+    cache, splits, fingerprint = load_splits(Path(args.data))
+    crops = open_crop_cache(Path(args.data))
+    if crops is None:
+        raise SystemExit(f"{args.data} has no lesion-centred crops: rebuild it (python -m triage.data crops)")
+    probs = {}
+    for name in ("val", "val_crops", "test", "test_crops"):
+        images = crops if name.endswith("_crops") else cache
+        logits = predict_logits(triage.model, images, splits[name].rows, meta["image_size"], meta["mean"], meta["std"])
+        probs[name] = softmax(logits, meta["temperature"])
+    chosen, point = choose_thresholds(
+        probs["val"], splits["val"].y, also={"closeup": (probs["val_crops"], splits["val_crops"].y)}
+    )
+    out: dict = {"checkpoint": args.checkpoint, "version": triage.version, "data_fingerprint": fingerprint}
+    for policy, t in (("shipped", triage.thresholds), ("photos_and_closeups", chosen)):
+        out[policy] = {"thresholds": t.__dict__}
+        for name in ("val", "val_crops", "test", "test_crops"):
+            out[policy][name] = measure(probs[name], splits[name].y, t)
+    out["photos_and_closeups"]["validation_point"] = point
+    out["wall_seconds"] = round(time.time() - t0, 1)
+    text = json.dumps(out, indent=1, default=float)
+    print(text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    main()

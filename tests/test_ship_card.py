@@ -1,0 +1,33 @@
+"""The model card's measured part: rendered from the committed result files and replaced in place."""
+
+from __future__ import annotations
+
+from triage.ship import MEASURED_BEGIN, MEASURED_END, loso_lines, refresh_measured
+
+
+def test_refresh_replaces_only_the_measured_part_and_appends_it_once():
+    card = "# Model card\n\nintro\n"
+    first = refresh_measured(card, f"{MEASURED_BEGIN}\nold numbers\n{MEASURED_END}")
+    assert first.startswith(card.rstrip("\n")) and first.count(MEASURED_BEGIN) == 1
+    second = refresh_measured(first + "\nafter\n", f"{MEASURED_BEGIN}\nnew numbers\n{MEASURED_END}")
+    assert "new numbers" in second and "old numbers" not in second
+    assert second.count(MEASURED_BEGIN) == 1 and second.endswith("\nafter\n") and "intro" in second
+
+
+def test_loso_table_lists_only_held_out_rows_with_safety_beside_usefulness():
+    rows = [
+        {"holdout_source": "", "lever": "screen"},
+        {
+            "holdout_source": "ascid",
+            "lever": "leave-one-source-out, crops on",
+            "holdout_refer_sensitivity": "0.95",
+            "holdout_benign_usefulness": "0.41",
+            "holdout_unsafe_miss_rate": "0.01",
+            "holdout_balanced_accuracy": "0.5",
+            "holdout_closeup_benign_usefulness": "0.2",
+        },
+    ]
+    lines = loso_lines(rows)
+    body = [line for line in lines if line.startswith("| ascid")]
+    assert len(body) == 1 and "0.95 | **0.41**" in body[0]
+    assert loso_lines(rows[:1]) == []

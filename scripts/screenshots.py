@@ -7,7 +7,7 @@ Starts ``serve.py`` on 127.0.0.1 at a free port, then saves five PNGs (each kept
 
 * ``client-milia-like.png`` and ``client-refer.png``: the "Check a photo" answer (card, disclaimer and the
   answer's own page) on a 390 px wide phone screen, for a milia-like and a refer-to-doctor result;
-* ``tap-phone.png``: the milia-like photo with one spot tapped: the answer and the framed area that was judged;
+* ``tap-phone.png``: a generated photo with one spot tapped: the answer and the framed area that was judged;
 * ``therapist.png``: the Therapist tab after "Analyse" (probabilities and Grad-CAM heatmap);
 * ``learn.png``: the Learn tab.
 
@@ -398,8 +398,10 @@ def palest_spot(path: Path) -> tuple[float, float]:
     return (x + 0.5) / image.width, (y + 0.5) / image.height
 
 
-def photo_for(outcome: str, model: Path, folder: Path, tries: int = 40) -> Path:
+def photo_for(outcome: str, model: Path, folder: Path, tries: int = 40, tapped: bool = False) -> Path:
     """A generated photo that ``model`` answers ``outcome`` for (pale bumps for milia-like, else a dark patch).
+
+    With ``tapped``, the answer for a tap on its palest spot (:func:`palest_spot`) is the one that must match.
 
     Raises:
         RuntimeError: none of ``tries`` generated photos gets that answer.
@@ -409,8 +411,8 @@ def photo_for(outcome: str, model: Path, folder: Path, tries: int = 40) -> Path:
     make = skin_like_photo if outcome == "milia-like" else dark_patch_photo
     triage = Triage.load(model)
     for seed in range(tries):
-        path = make(folder / f"{outcome}-{seed}.jpg", seed=seed)
-        if triage.predict_path(path).outcome == outcome:
+        path = make(folder / f"{outcome}{'-tap' if tapped else ''}-{seed}.jpg", seed=seed)
+        if triage.predict_path(path, point=palest_spot(path) if tapped else None).outcome == outcome:
             return path
     raise RuntimeError(f"no generated photo got the answer {outcome!r} from {model}")
 
@@ -437,7 +439,8 @@ def take_screenshots(url: str, photos: dict[str, Path], out: Path, profile_dir: 
     """Save the client answers (phone), therapist and Learn screenshots of the app at ``url`` into ``out``.
 
     Args:
-        photos: ``{"milia-like": path, "refer-to-doctor": path}``; the milia-like one is also the therapist's.
+        photos: ``{"milia-like": path, "refer-to-doctor": path}``; the milia-like one is also the therapist's;
+            an optional ``"tap"`` photo is the one tapped (on its palest spot) for ``tap-phone.png``.
     """
     found = find_browser()
     if found is None:
@@ -460,8 +463,9 @@ def take_screenshots(url: str, photos: dict[str, Path], out: Path, profile_dir: 
         # Tap the spot: a fresh page, the photo, one tap, then the answer with the framed area it judged.
         open_app(driver, url)
         select_tab(driver, "Check a photo")
-        upload_photo(driver, photo)
-        tap_photo(driver, *palest_spot(photo))
+        tapped = photos.get("tap", photo)
+        upload_photo(driver, tapped)
+        tap_photo(driver, *palest_spot(tapped))
         got = click_and_wait(driver, "Check my photo", (".outcome-card", ".judged img", ".disclaimer"))
         saved.append(screenshot(driver, out / "tap-phone.png", region(driver, got[".disclaimer"])))
 
@@ -506,6 +510,10 @@ def main(argv: list[str] | None = None) -> int:
             photos = {o: photo_for(o, args.model, tmp_dir) for o in ("milia-like", "refer-to-doctor")}
             if args.photo is not None:
                 photos["milia-like"] = args.photo
+            try:  # a photo whose tapped spot gets a milia-like answer; else the milia-like photo, tapped
+                photos["tap"] = photo_for("milia-like", args.model, tmp_dir, tapped=True)
+            except RuntimeError as err:
+                print(f"warning: {err} for a tap; tapping the milia-like photo", file=sys.stderr)
             with serve(args.model, tmp_dir / "serve.log") as url:
                 paths = take_screenshots(url, photos, args.out, tmp_dir / "profile")
         except RuntimeError as err:

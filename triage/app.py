@@ -291,7 +291,7 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
         """Answer every photo given (``slots`` is photo, point, photo, point...); one bad photo spoils nothing."""
         answers = []
         for k in range(0, len(slots), 2):
-            path, point = slots[k], slots[k + 1]
+            path, point = slots[k], (slots[k + 1] if k + 1 < len(slots) else None)  # a lone photo: no tap
             if not path:
                 continue
             answer = PhotoAnswer(number=k // 2 + 1)

@@ -27,7 +27,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 
@@ -36,8 +35,8 @@ sys.path.insert(0, str(REPO))  # train.py's parser, so every train.py flag works
 
 from train import get_args_parser  # noqa: E402
 from triage.engine import Triage  # noqa: E402
+from triage.model_step_timing import benchmark_input, time_model_step  # noqa: E402
 from triage.models import BACKBONES  # noqa: E402
-from triage.synthetic import cast_and_grain, synthetic_photo  # noqa: E402
 from triage.training import TrainConfig, _init_path, run  # noqa: E402
 
 COLUMNS = [
@@ -63,15 +62,7 @@ COLUMNS = [
 def model_latency_ms(checkpoint: Path, repeats: int, threads: int = 2) -> float:
     """Median single-image latency of the engine's model step (network, softmax, OOD) on ``threads`` threads."""
     engine = Triage.load(checkpoint, threads=threads)
-    x = engine.input_tensor(cast_and_grain(synthetic_photo(np.random.default_rng(0), (640, 480)), 0))
-    for _ in range(3):
-        engine.model_outputs(x)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        engine.model_outputs(x)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return round(statistics.median(times), 2)
+    return round(statistics.median(time_model_step(engine, benchmark_input(engine), repeats)), 2)
 
 
 def compare(base: dict, archs: list[str], epochs: int, runs_dir: Path, latency_repeats: int) -> list[dict]:

@@ -5,8 +5,10 @@ Usage:
 
 Generates a 4000x3000 and a 1024 px JPEG (textured, skin-toned), runs each
 through ``Triage.predict_bytes`` ``--repeats`` times on 2 threads (the 12 MP
-one also with one tapped point: up to three crops judged), and reports
-p50 / p95 in milliseconds plus the model-only forward time.
+one also with one tapped point: up to three crops judged; the photo rows in
+round robin), and reports p50 / p95 in milliseconds plus the model step alone (network,
+calibrated softmax, OOD score), timed exactly as ``bench/onnx_latency.py``
+times it (``triage.model_step_timing``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import platform
-import statistics
 import time
 
 import numpy as np
@@ -24,6 +26,7 @@ from PIL import Image
 
 from triage.decode import decode_upload
 from triage.engine import DEFAULT_MODEL, Triage
+from triage.model_step_timing import benchmark_input, summary_ms, time_model_step
 from triage.tap import TAP_SCALES
 
 #: Where the one-tap row taps (fractions of width and height): off-centre, as a client's tap usually is.
@@ -79,42 +82,27 @@ def main() -> None:
             results[name] = triage.predict_bytes(photos[name], point=point)
         if results[name].probabilities is None:  # the gate declined it: the timing would leave out the model
             raise SystemExit(f"{name}: the gate declined the benchmark photo ({results[name].reason_codes})")
-    x = triage.input_tensor(Image.open(io.BytesIO(synthetic_photo(640, 480))).convert("RGB"))
-
-    def forward() -> None:
-        with torch.no_grad():
-            triage.model(x)
-
-    for _ in range(5):
-        forward()
     # Round robin, one run of each row per round: a busy spell on a shared machine hits every row alike, so the
     # rows stay comparable with each other (the tap row beside the no-tap row above all).
-    runs = {
-        name: (lambda d=photos[name], pt=point: triage.predict_bytes(d, point=pt)) for name, (_, point) in cases.items()
-    }
-    runs["model_forward"] = forward
-    times: dict[str, list[float]] = {name: [] for name in runs}
+    times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.repeats):
-        for name, run in runs.items():
+        for name, (_, point) in cases.items():
             t0 = time.perf_counter()
-            run()
+            triage.predict_bytes(photos[name], point=point)
             times[name].append((time.perf_counter() - t0) * 1e3)
     for name, (_, point) in cases.items():
-        data = photos[name]
         out[name] = {
             "p50_ms": pct(times[name], 50),
             "p95_ms": pct(times[name], 95),
-            "bytes": len(data),
+            "bytes": len(photos[name]),
             "outcome": results[name].outcome,
-            "decoded_size": list(decode_upload(data).image.size),
+            "decoded_size": list(decode_upload(photos[name]).image.size),
         }
         if point is not None:
             out[name] |= {"point": list(point), "crops": len(TAP_SCALES)}
-    out["model_forward"] = {
-        "p50_ms": pct(times["model_forward"], 50),
-        "p95_ms": pct(times["model_forward"], 95),
-        "median_ms": round(statistics.median(times["model_forward"]), 2),
-    }
+    step = summary_ms(time_model_step(triage, benchmark_input(triage), args.repeats * 3))
+    out["model_step"] = {"p50_ms": round(step["median_ms"], 2), "p95_ms": round(step["p95_ms"], 2)} | step
+    out["load_average"] = [round(v, 2) for v in os.getloadavg()]
     text = json.dumps(out, indent=1)
     print(text)
     if args.out:

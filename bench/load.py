@@ -12,9 +12,11 @@ served, errors (any exception, timeout or ``{"error": ...}`` answer: the photos 
 size after warm-up ("before"), after each round, and its peak. Memory must not keep growing: the resident
 size after the last round may exceed the one after the first round by at most ``--max-growth-mb``.
 
-The server is stopped with SIGINT at the end (as Ctrl-C), and the files it left in its temporary folder are
-counted. Exit code 1 when there were errors or memory grew past the bound; the JSON (settings included)
-goes to ``--out``. Keep runs bounded: at most 64 clients and 600 s per round.
+Five seconds after the last answer the files in the server's upload folder are counted (each photo's file
+is deleted as soon as it is read, so this must be 0), then the server is stopped with SIGINT (as Ctrl-C) and
+the files left in its temporary folder are counted again. Exit code 1 when there were errors, memory grew
+past the bound or a file was left in the upload folder; the JSON (settings included) goes to ``--out``.
+Keep runs bounded: at most 64 clients and 600 s per round.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ MAX_CLIENTS = 64
 MAX_DURATION_S = 600.0
 #: Longest one request may take before it counts as an error (well above the app's own request timeout).
 REQUEST_TIMEOUT_S = limits.REQUEST_TIMEOUT_S + 30
+#: Seconds after the last answer at which the upload folder's files are counted.
+UPLOAD_CHECK_AFTER_S = 5.0
 
 
 # -- the server ----------------------------------------------------------------------------------------------
@@ -169,6 +173,8 @@ class RoundResult:
     latencies_ms: list[float] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    #: ``time.monotonic()`` when the last answer of the round came back.
+    last_answer_at: float = 0.0
 
     def summary(self) -> dict:
         """Counts and latency percentiles (ms)."""
@@ -216,6 +222,7 @@ def run_round(url: str, photos: list[Path], clients: int, duration_s: float) -> 
                 error = f"{type(err).__name__}: {str(err)[:200]}"
             took = (time.perf_counter() - t0) * 1e3
             with lock:
+                result.last_answer_at = max(result.last_answer_at, time.monotonic())
                 result.requests += 1
                 result.latencies_ms.append(took)
                 if error:
@@ -294,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print(f"round {r + 1}: {json.dumps(results[-1].summary())} rss {rss_after[-1]} MB {context[-1]}")
             peak = server.status_mb("VmHWM")
+            # The issue's bar: no photo file in the upload folder 5 s after the last answer.
+            time.sleep(max(0.0, results[-1].last_answer_at + UPLOAD_CHECK_AFTER_S - time.monotonic()))
+            in_upload_folder = [q for q in server.temp_dir.rglob("*") if q.is_file()]
         finally:
             stopped = server.stop()
             left = [q for q in server.temp_dir.rglob("*") if q.is_file() and q.stat().st_size]
@@ -338,12 +348,13 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": [r.summary() | c for r, c in zip(results, context, strict=True)],
         "rss_mb": {"before": round(rss_before, 1), "after_each_round": rss_after, "peak": round(peak, 1)},
         "rss_growth_first_to_last_round_mb": growth,
+        "files_in_upload_folder_5s_after_last_answer": len(in_upload_folder),
         "stopped_cleanly": stopped,
         "files_left_in_gradio_temp_after_stop": len(left),
         "tracebacks_in_server_log": log_text.count("Traceback"),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
-    ok = total["errors"] == 0 and growth <= args.max_growth_mb
+    ok = total["errors"] == 0 and growth <= args.max_growth_mb and not in_upload_folder
     out["pass"] = ok
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")

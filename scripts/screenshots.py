@@ -8,7 +8,8 @@ Starts ``serve.py`` on 127.0.0.1 at a free port, then saves five PNGs (each kept
 * ``client-milia-like.png`` and ``client-refer.png``: the "Check a photo" answer (card, disclaimer and the
   answer's own page) on a 390 px wide phone screen, for a milia-like and a refer-to-doctor result;
 * ``tap-phone.png``: a generated photo with one spot tapped: the answer and the framed area that was judged;
-* ``therapist.png``: the Therapist tab after "Analyse" (probabilities and Grad-CAM heatmap);
+* ``therapist.png``: the Therapist tab after "Analyse", from the decision down: the outcome card, the
+  probability bars (no headline class) and the Grad-CAM heatmap;
 * ``learn.png``: the Learn tab.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``/usr/bin/chromium``, ``/usr/bin/chromedriver``) and
@@ -158,8 +159,15 @@ def upload_photo(driver, photo: Path, slot: int = 0) -> None:
     assert panel is not None, "no visible tab panel"
     before = len(_previews(panel))
     panel.find_elements(By.CSS_SELECTOR, "input[type='file']")[slot].send_keys(str(Path(photo).resolve()))
-    # The upload is done when one more preview <img> appears in this panel.
-    WebDriverWait(driver, WAIT_S).until(lambda d: len(_previews(panel)) > before)
+    # The upload is done when one more preview <img> appears in this panel and has finished loading (or failed
+    # to: a file that is not a photo). The server deletes the uploaded file once it is checked, so the button is
+    # pressed only after the browser holds its own copy, as a person does who sees the preview first.
+    WebDriverWait(driver, WAIT_S).until(
+        lambda d: (
+            len(_previews(panel)) > before
+            and d.execute_script("return Array.from(arguments[0]).every(i => i.complete);", _previews(panel))
+        )
+    )
 
 
 def _previews(panel) -> list:
@@ -227,6 +235,15 @@ def upload_and_click(driver, photo: Path, button: str, wait_css: tuple[str, ...]
     """
     upload_photo(driver, photo)
     return click_and_wait(driver, button, wait_css)
+
+
+def loaded_images(driver, element) -> list[str]:
+    """``src`` of every displayed ``<img>`` under ``element`` that has finished loading (and has pixels)."""
+    return driver.execute_script(
+        "return Array.from(arguments[0].querySelectorAll('img'))"
+        "  .filter(i => i.offsetParent !== null && i.complete && i.naturalWidth > 0).map(i => i.src);",
+        element,
+    )
 
 
 def page_widths(driver) -> tuple[int, int]:
@@ -472,17 +489,18 @@ def take_screenshots(url: str, photos: dict[str, Path], out: Path, profile_dir: 
         set_viewport(driver, *DESKTOP, mobile=False)
         open_app(driver, url)
         select_tab(driver, "Therapist")
-        got = upload_and_click(driver, photo, "Analyse", (".outcome-card", ".disclaimer"))
+        got = upload_and_click(driver, photo, "Analyse", (".outcome-card", ".prob-panel"))
         panel = visible_panel(driver)
         # The heatmap arrives with the card only when the model ran (not for "can't assess"): give it a moment.
         heatmap = None
         for _ in range(20):
             heatmap = block_labelled(driver, panel, "Where the model looked")
-            if heatmap is not None and heatmap.find_elements("css selector", "img"):
+            if heatmap is not None and loaded_images(driver, heatmap):
                 break
             time.sleep(0.25)
-        last = heatmap if heatmap is not None else got[".disclaimer"]
-        saved.append(screenshot(driver, out / "therapist.png", region(driver, last)))
+        last = heatmap if heatmap is not None else got[".prob-panel"]
+        # From the decision down: the card first, then the probabilities and the heatmap.
+        saved.append(screenshot(driver, out / "therapist.png", region(driver, last, first=got[".outcome-card"])))
 
         open_app(driver, url)
         select_tab(driver, "Learn")

@@ -1,10 +1,27 @@
 #!/usr/bin/env bash
-# Create .venv (if missing) and install the project with its dev tools. Idempotent.
+# Create .venv and install the project with its dev tools, once. It installs again only when .venv is missing
+# or pyproject.toml has changed since the last install (a stamp in .venv holds its sha256), so serve.sh and
+# test.sh start at once after the first run. pip's output goes to .venv/install.log, shown only on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+stamp=.venv/.pyproject.sha256
+log=.venv/install.log
+want=$("$PY" -c 'import hashlib; print(hashlib.sha256(open("pyproject.toml", "rb").read()).hexdigest())')
+if [ -x .venv/bin/python ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+  exit 0
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -e '.[dev]'
+rm -f "$stamp"  # written again only after a complete install
+echo "scripts/setup.sh: installing the project into .venv (first run, or pyproject.toml changed; a few minutes)" >&2
+{
+  .venv/bin/python -m pip install -q --upgrade pip || true  # offline is fine: the bundled pip works
+  .venv/bin/python -m pip install -q -e '.[dev]'
+} >"$log" 2>&1 || {
+  echo "scripts/setup.sh: the install failed; the end of $log:" >&2
+  tail -n 40 "$log" >&2
+  exit 1
+}
+echo "$want" >"$stamp"

@@ -13,6 +13,7 @@ training saves one; ``app_server`` / ``app_url`` serve the real app
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -20,10 +21,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -228,6 +231,68 @@ def start_app(model: Path, workdir: Path, attempts: int = 3) -> AppServer:
         if not any(m in error.lower() for m in ("address already in use", "empty port")):
             break
     raise RuntimeError(error)
+
+
+class PageCalls:
+    """The calls the page makes: upload a file, then run an event through the queue (also the API-hidden tabs)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.http = httpx.Client(trust_env=False, timeout=60)  # loopback only: no proxy from the environment
+        self.session = uuid.uuid4().hex[:12]
+        deps = self.http.get(f"{base}/config").raise_for_status().json()["dependencies"]
+        self.fn_index = {d["api_name"]: d["id"] for d in deps if d.get("api_name")}
+
+    def upload(self, name: str, data: bytes) -> dict:
+        """Upload ``data`` as the page does; returns the file payload an event takes."""
+        files = {"files": (name, data, "application/octet-stream")}
+        (path,) = self.http.post(f"{self.base}/gradio_api/upload", files=files).raise_for_status().json()
+        return {"path": path, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
+
+    def run(self, fn_name: str, data: list) -> list:
+        """Run the event named ``fn_name`` (the handler's name) and return its outputs."""
+        body = {"data": data, "fn_index": self.fn_index[fn_name], "session_hash": self.session}
+        self.http.post(f"{self.base}/gradio_api/queue/join", json=body).raise_for_status()
+        url = f"{self.base}/gradio_api/queue/data"
+        with self.http.stream("GET", url, params={"session_hash": self.session}) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    msg = json.loads(line[5:])
+                    if msg.get("msg") == "process_completed":
+                        assert msg.get("success"), msg
+                        return msg["output"]["data"]
+        raise AssertionError(f"{fn_name}: no answer")
+
+    def fetch(self, file_data: dict) -> bytes:
+        """The bytes of a file the app returned."""
+        return self.http.get(file_data["url"]).raise_for_status().content
+
+    def close(self) -> None:
+        """Close the connection (an open one holds Gradio's shutdown cleanup back)."""
+        self.http.close()
+
+
+def data_url_bytes(html: str) -> bytes:
+    """The bytes carried by the first ``data:...;base64,`` URL in ``html`` (the heatmap, the summary link)."""
+    import base64
+    import re
+
+    found = re.search(r"data:[^'\"]*;base64,([A-Za-z0-9+/=]+)", html)
+    assert found, f"no data: URL in {html[:200]!r}"
+    return base64.b64decode(found.group(1))
+
+
+def files_under(folder: Path) -> list[Path]:
+    """Every regular file under ``folder`` (Gradio's upload folder: each upload is one such file)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def files_left_after(folder: Path, seconds: float = 5.0) -> list[Path]:
+    """Files still under ``folder`` after waiting up to ``seconds`` for it to empty (returns early when it does)."""
+    deadline = time.monotonic() + seconds
+    while (left := files_under(folder)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,12 @@
 On a phone-sized (390x844) and a desktop-sized (1280x900) screen: open the page, upload a generated photo in
 "Check a photo", press the button, and get the outcome card with the disclaimer. The page must fit a phone
 (no sideways scrolling), keep all four tabs in view, show no banned word, and fetch nothing from another host
-(the browser resolves no other host at all). Screenshots are kept in ``$TRIAGE_ARTIFACTS`` (default: the
+(the browser resolves no other host at all). Once the answer is shown the app's upload folder holds no file
+(within 5 s), while the preview of the photo stays on screen, also after visiting another tab.
+
+The therapist tab leads with the decision: the outcome card above bars-only probabilities (no headline
+class), an inline Grad-CAM heatmap, and a printable summary that downloads straight from the page (the
+server writes no file for it). Screenshots are kept in ``$TRIAGE_ARTIFACTS`` (default: the
 test's temporary folder). Skips only when no Chromium or chromedriver binary can be found; the browser helpers
 are the ones ``scripts/screenshots.py`` uses for the README.
 """
@@ -15,7 +20,8 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import REPO, add_grain
+from conftest import REPO, add_grain, files_left_after
+from selenium.webdriver.support.ui import WebDriverWait
 from test_banned_words import BANNED
 
 from triage.app import HEADLINES
@@ -34,6 +40,8 @@ BROWSER = shots.find_browser()
 TABS = ["Check a photo", "Therapist", "Learn", "About"]
 #: Sub-pixel rounding and a thin border may add a pixel or two; a real overflow is tens of pixels.
 OVERFLOW_TOLERANCE_PX = 2
+#: Seconds after the answer by which the upload folder must be empty.
+EMPTY_WITHIN_S = 5.0
 
 pytestmark = pytest.mark.skipif(
     BROWSER is None,
@@ -76,7 +84,7 @@ def _visible_text(driver) -> str:
     [("phone", shots.PHONE, True), ("desktop", shots.DESKTOP, False)],
     ids=["phone-390x844", "desktop-1280x900"],
 )
-def test_check_a_photo_in_a_real_browser(browser, app_url, photo, artefacts, screen, size, mobile):
+def test_check_a_photo_in_a_real_browser(browser, app_server, app_url, photo, artefacts, screen, size, mobile):
     shots.set_viewport(browser, *size, mobile=mobile)
     shots.requested_urls(browser)  # start this screen's request record afresh
     shots.open_app(browser, app_url)
@@ -94,6 +102,9 @@ def test_check_a_photo_in_a_real_browser(browser, app_url, photo, artefacts, scr
     assert "see a doctor" in got[".disclaimer"].text.lower()
     text = _visible_text(browser)
     assert not BANNED.findall(text), f"banned words on the page: {BANNED.findall(text)}"
+    left = files_left_after(app_server.temp_dir, EMPTY_WITHIN_S)
+    assert not left, f"the photo's file is still on the server after the answer: {left}"
+    assert _preview_shown(browser), "the photo's preview broke once its file was deleted"
     if mobile:
         scroll_width, inner_width = shots.page_widths(browser)
         assert scroll_width <= inner_width + OVERFLOW_TOLERANCE_PX, f"page is {scroll_width} px wide on a {inner_width}"
@@ -102,11 +113,15 @@ def test_check_a_photo_in_a_real_browser(browser, app_url, photo, artefacts, scr
         shots.screenshot(browser, artefacts / f"learn-{screen}.png")
         scroll_width, inner_width = shots.page_widths(browser)
         assert scroll_width <= inner_width + OVERFLOW_TOLERANCE_PX, f"Learn is {scroll_width} px wide on {inner_width}"
+    else:
+        shots.select_tab(browser, "About")
+    shots.select_tab(browser, "Check a photo")  # back again: the preview is still there
+    assert _preview_shown(browser), "the photo's preview broke after visiting another tab"
     outside = sorted({u for u in shots.requested_urls(browser) if not shots.is_local(u)})
     assert not outside, f"the page asked other sites for: {outside}"
 
 
-def test_a_file_that_is_not_a_photo_gets_a_kind_message(browser, app_url, artefacts, tmp_path):
+def test_a_file_that_is_not_a_photo_gets_a_kind_message(browser, app_server, app_url, artefacts, tmp_path):
     # Gradio's own image preprocessing used to open the file first and answer with a bare "Error" badge.
     bad = tmp_path / "holiday.jpg"
     bad.write_text("This is a shopping list, not a photo.\n", encoding="utf-8")
@@ -122,6 +137,7 @@ def test_a_file_that_is_not_a_photo_gets_a_kind_message(browser, app_url, artefa
     assert message.endswith(".") and len(message.split()) >= 5, message
     assert "see a doctor" in got[".disclaimer"].text.lower()
     assert "Error" not in _visible_text(browser)
+    assert not files_left_after(app_server.temp_dir, EMPTY_WITHIN_S), "the refused file is still on the server"
 
 
 def _frame_box(img_element) -> tuple[float, float, float, float]:
@@ -191,3 +207,58 @@ def test_several_photos_in_the_therapist_tab_one_unreadable(browser, app_url, ar
     assert judged[0].startswith("Photo 1:") and "framed area around the spot you tapped" in judged[0]
     assert judged[1].startswith("Photo 2:") and "doesn't look like a photo" in judged[1]  # and photo 1 answered
     assert "Error" not in _visible_text(browser)
+
+
+def _preview_shown(driver) -> bool:
+    """Whether the visible tab shows the uploaded photo's preview, loaded (it is served from the upload folder)."""
+    return any("/gradio_api/file=" in src for src in shots.loaded_images(driver, shots.visible_panel(driver)))
+
+
+def test_therapist_view_leads_with_the_decision(browser, app_server, app_url, photo, artefacts, tmp_path):
+    from triage.app import CHECKLIST
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    shots.set_viewport(browser, *shots.DESKTOP, mobile=False)
+    shots.open_app(browser, app_url)
+    shots.select_tab(browser, "Therapist")
+
+    got = shots.upload_and_click(browser, photo, "Analyse", (".outcome-card", ".prob-panel", ".gradcam img"))
+    card, panel = got[".outcome-card"], got[".prob-panel"]
+    shots.screenshot(browser, artefacts / "therapist-desktop.png", shots.region(browser, panel, first=card))
+
+    assert card.location["y"] < panel.location["y"], "the decision must come before the probabilities"
+    rows = panel.find_elements("css selector", ".prob-row")
+    assert [r.get_attribute("data-outcome") for r in rows] == list(OUTCOMES)
+    # No headline class: the panel's first line is its title, and no class name is set in large type.
+    assert panel.text.splitlines()[0].startswith("How closely the photo resembles")
+    sizes = browser.execute_script(
+        "const size = e => parseFloat(getComputedStyle(e).fontSize);"
+        "return Array.from(arguments[0].querySelectorAll('*')).map(e => size(e) / size(arguments[0]));",
+        panel,
+    )
+    assert max(sizes) <= 1.01, f"text in the probability panel is set larger than the body text: {max(sizes)}"
+    decision = card.get_attribute("data-outcome")
+    marked = [r.get_attribute("data-outcome") for r in rows if r.find_elements("css selector", ".prob-decision")]
+    assert marked == [decision]
+    values = {r.get_attribute("data-outcome"): float(r.find_element("css selector", ".prob-value").text) for r in rows}
+    if max(values, key=values.get) != decision:
+        assert panel.find_elements("css selector", ".prob-note"), "the panel does not say why the decision differs"
+    assert shots.loaded_images(browser, got[".gradcam img"].find_element("xpath", "..")), "heatmap not shown"
+    assert _preview_shown(browser)
+    assert not files_left_after(app_server.temp_dir, EMPTY_WITHIN_S), "a file is left after Analyse"
+
+    shots.visible_panel(browser).find_element("xpath", f".//label[contains(., '{CHECKLIST[2]}')]").click()
+    [button] = [b for b in shots.visible_panel(browser).find_elements("tag name", "button") if "summary" in b.text]
+    button.click()
+    link = WebDriverWait(browser, shots.WAIT_S).until(
+        lambda d: [a for a in d.find_elements("css selector", "a.summary-download") if a.is_displayed()]
+    )[0]
+    link.click()
+    saved = WebDriverWait(browser, shots.WAIT_S).until(
+        lambda _: [p for p in downloads.glob("*.html") if p.stat().st_size]
+    )
+    summary = saved[0].read_text(encoding="utf-8")
+    assert "Consultation summary" in summary and CHECKLIST[2] in summary
+    assert not files_left_after(app_server.temp_dir, EMPTY_WITHIN_S), "the summary left a file on the server"

@@ -85,7 +85,7 @@ def _pngs(outputs: list[dict]) -> list[bytes]:
 def test_data_notebook_runs_headless(tiny, monkeypatch):
     outputs = _execute(REPO / "notebooks" / "01_data.ipynb", tiny, monkeypatch)
     pngs = _pngs(outputs)
-    assert len(pngs) == 4 and all(p.startswith(PNG) for p in pngs)  # table, skin types, examples, duplicates
+    assert len(pngs) == 5 and all(p.startswith(PNG) for p in pngs)  # table, skin types, examples, crops, duplicates
     text = "".join("".join(o.get("text", "")) for o in outputs)
     assert "56 images kept of 56 read" in text
     assert "8 groups with more than one image (16 images)" in text

@@ -5,8 +5,10 @@ logged and what was left on disk.
 * Nothing returned to the client (API JSON, result cards, Grad-CAM image, printable summary) carries the
   original metadata.
 * No log line holds image bytes (raw, hex or base64) or metadata, with the app logging at DEBUG level.
-* Once Gradio's cleanup has run (at shutdown, as after Ctrl-C), no file with uploaded bytes, the heat map or
-  the summary is left in the app's temporary folders.
+* Once a photo is answered, its file is gone: right after the batch no file with uploaded bytes is left in
+  the app's temporary folders (the heat map and the summary are never written: they come back inline).
+* Once Gradio's cleanup has run (at shutdown, as after Ctrl-C), not even a photo that was uploaded but never
+  sent for checking is left.
 
 The app is ``serve.py`` on the tiny test model, started with ``conftest.start_app`` in a folder of its own
 (its ``GRADIO_TEMP_DIR`` and ``TMPDIR`` are ours to inspect), because this module stops it.
@@ -24,9 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
-from conftest import AppServer, load_corpus_module, start_app
+from conftest import AppServer, PageCalls, data_url_bytes, load_corpus_module, start_app
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +64,10 @@ class Batch:
     cards: list[str] = field(default_factory=list)
     heat_maps: list[bytes] = field(default_factory=list)
     summaries: list[bytes] = field(default_factory=list)
-    found_before_cleanup: list[str] = field(default_factory=list)
+    #: A photo uploaded but never sent for checking (the page closed first): on disk until the cleanup.
+    unchecked: bytes = b""
+    found_once_answered: list[str] = field(default_factory=list)
+    found_unchecked: list[str] = field(default_factory=list)
 
 
 def _payloads(make_photo) -> dict[str, bytes]:
@@ -82,38 +86,6 @@ def _payloads(make_photo) -> dict[str, bytes]:
         comment=corpus.SECRET_COMMENT,
     )
     return payloads
-
-
-class Browser:
-    """The calls the page makes: upload, then run an event through the queue (also the API-hidden tabs)."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.http = httpx.Client(trust_env=False, timeout=60)  # loopback only: no proxy from the environment
-        self.session = uuid.uuid4().hex[:12]
-        deps = self.http.get(f"{base}/config").raise_for_status().json()["dependencies"]
-        self.fn_index = {d["api_name"]: d["id"] for d in deps if d.get("api_name")}
-
-    def upload(self, name: str, data: bytes) -> dict:
-        files = {"files": (name, data, "application/octet-stream")}
-        (path,) = self.http.post(f"{self.base}/gradio_api/upload", files=files).raise_for_status().json()
-        return {"path": path, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
-
-    def run(self, fn_name: str, data: list) -> list:
-        body = {"data": data, "fn_index": self.fn_index[fn_name], "session_hash": self.session}
-        self.http.post(f"{self.base}/gradio_api/queue/join", json=body).raise_for_status()
-        url = f"{self.base}/gradio_api/queue/data"
-        with self.http.stream("GET", url, params={"session_hash": self.session}) as stream:
-            for line in stream.iter_lines():
-                if line.startswith("data:"):
-                    msg = json.loads(line[5:])
-                    if msg.get("msg") == "process_completed":
-                        assert msg.get("success"), msg
-                        return msg["output"]["data"]
-        raise AssertionError(f"{fn_name}: no answer")
-
-    def fetch(self, file_data: dict) -> bytes:
-        return self.http.get(file_data["url"]).raise_for_status().content
 
 
 def _files_holding(folder: Path, needles: list[bytes]) -> list[str]:
@@ -175,7 +147,7 @@ def batch(tiny_model, tmp_path_factory, make_photo) -> Iterator[Batch]:
         mp.setenv("no_proxy", "127.0.0.1,localhost")
         server = start_app(tiny_model, work)
     b = Batch(server, systmp, _payloads(make_photo), notes=f"client notes {uuid.uuid4().hex}")
-    browser = Browser(server.url)
+    browser = PageCalls(server.url)
     try:
         for name, data in b.payloads.items():
             # The documented API (no tapped point: None, as gradio_client sends for it).
@@ -185,8 +157,8 @@ def batch(tiny_model, tmp_path_factory, make_photo) -> Iterator[Batch]:
             b.cards.append(card)
             card, _probs, _details, heat, _state = browser.run("therapist", one_photo(browser.upload(name, data)))
             b.cards.append(card)
-            if heat is not None:
-                b.heat_maps.append(browser.fetch(heat))
+            if heat:
+                b.heat_maps.append(data_url_bytes(heat))
         b.refused = corpus.make_metadata_jpeg()[:1500]  # EXIF and comment intact, pixels cut short
         (answer,) = browser.run("triage", [browser.upload("broken.jpg", b.refused), None])
         b.refusal_answers.append(answer)
@@ -194,15 +166,18 @@ def batch(tiny_model, tmp_path_factory, make_photo) -> Iterator[Batch]:
         b.cards.append(card)
         # The summary of the last therapist check (its result is kept in the session's state).
         (summary,) = browser.run("make_summary", [None, [CHECKLIST[2]], b.notes])
-        b.summaries.append(browser.fetch(summary))
-        b.found_before_cleanup = _files_holding(server.temp_dir, list(b.payloads.values()))
+        b.summaries.append(data_url_bytes(summary))
+        b.found_once_answered = _files_holding(server.temp_dir, [*b.payloads.values(), b.refused])
+        b.unchecked = corpus.encode(make_photo(2, (200, 160)), "JPEG", quality=90, comment=corpus.SECRET_COMMENT)
+        browser.upload("never-checked.jpg", b.unchecked)
+        b.found_unchecked = _files_holding(server.temp_dir, [b.unchecked])
     except BaseException:
         _stop_gracefully(server.process)
         raise
     finally:
         # No connection may stay open: Gradio's cleanup runs at shutdown only if its server stops within 5 s,
         # and an open request (e.g. a browser's event stream) holds it past that, so nothing gets cleaned.
-        browser.http.close()
+        browser.close()
     yield b
     if server.process.poll() is None:
         _stop_gracefully(server.process)
@@ -215,8 +190,12 @@ def test_batch_went_through(batch):
     assert all("outcome" in a for a in batch.api_answers), batch.api_answers
     assert batch.heat_maps, "no Grad-CAM image came back: the tiny model should give probabilities"
     assert len(batch.summaries) == 1
-    # The check below has something to find: before cleanup the uploads are on disk in Gradio's cache.
-    assert batch.found_before_cleanup, "uploads not found in GRADIO_TEMP_DIR: is the scan looking there?"
+    # The scan looks in the right place: a photo uploaded but never checked is found there.
+    assert batch.found_unchecked, "an unchecked upload was not found in GRADIO_TEMP_DIR: is the scan looking there?"
+
+
+def test_answered_photos_leave_no_file_even_before_cleanup(batch):
+    assert not batch.found_once_answered, f"answered uploads still on disk: {batch.found_once_answered}"
 
 
 def test_nothing_returned_carries_metadata(batch):
@@ -250,7 +229,7 @@ def test_no_log_line_holds_image_bytes_or_metadata(batch):
 
 
 def test_no_uploaded_bytes_remain_after_cleanup(batch):
-    needles = [*batch.payloads.values(), batch.refused, *batch.heat_maps, batch.notes.encode()]
+    needles = [*batch.payloads.values(), batch.refused, batch.unchecked, *batch.heat_maps, batch.notes.encode()]
     assert _stop_gracefully(batch.server.process) is not None
     left = _files_holding(batch.server.temp_dir, needles) + _files_holding(batch.systmp, needles)
     assert not left, f"left on disk after cleanup: {left}"
@@ -260,18 +239,18 @@ def test_no_uploaded_bytes_remain_after_cleanup(batch):
 
 
 def test_sigterm_leaves_no_upload_behind(tiny_model, tmp_path, make_photo):
-    """A service manager's SIGTERM, with an upload still in the cache: the run's private folder goes too."""
-    from gradio_client import Client, handle_file
-
+    """A service manager's SIGTERM, with a photo uploaded but never checked: the run's private folder goes too."""
     server = start_app(tiny_model, tmp_path)
+    page = PageCalls(server.url)
     try:
-        photo = tmp_path / "spot.jpg"
-        make_photo(7).save(photo, "JPEG", quality=90)
-        Client(server.url + "/", verbose=False).predict(handle_file(str(photo)), api_name="/triage")
+        buf = io.BytesIO()
+        make_photo(7).save(buf, "JPEG", quality=90)
+        page.upload("spot.jpg", buf.getvalue())  # the page uploads on selection; the person never presses "Check"
         private = list(server.temp_dir.glob("triage-uploads-*"))
         assert len(private) == 1, "serve.py should keep its uploads in one private folder of its own"
-        assert any(p.is_file() and p.stat().st_size for p in private[0].rglob("*")), "the upload should be cached"
+        assert any(p.is_file() and p.stat().st_size for p in private[0].rglob("*")), "the upload should be there"
     finally:
+        page.close()
         if server.process.poll() is None:
             server.process.send_signal(signal.SIGTERM)
             try:

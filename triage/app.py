@@ -1,8 +1,10 @@
 """The Gradio app: a kind answer for clients, a second look for therapists, Learn and About.
 
 Built by :func:`build_app`; nothing is loaded at import. Photos are handled
-in memory; Gradio's own upload cache is cleaned every few minutes
-(``delete_cache``). No flagging, analytics or share links.
+in memory: every event that takes one reads the upload and deletes its file
+at once (:func:`triage.upload_dir.take_upload`), and nothing the app shows or
+offers for download (heatmap, printable summary) is written to disk. No
+flagging, analytics or share links.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import html
 import logging
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
@@ -27,6 +28,8 @@ from triage.engine import Triage, TriageResult, combine_results, most_cautious_i
 from triage.framed import area_box, data_uri, framed_thumbnail
 from triage.outcomes import CANT_ASSESS, OUTCOMES
 from triage.tap import MAX_PHOTOS, PointError, parse_point, point_from_pixels
+from triage.therapist_view import heatmap_html, probability_panel, summary_link_html
+from triage.upload_dir import take_upload, upload_path
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,15 @@ CSS = """
 .outcome-card h2 {margin: 0 0 6px 0; font-size: 1.3rem; color: #fff}
 .outcome-card p {margin: 4px 0; color: #fff}
 .disclaimer {font-size: 0.9rem; background: #f4f1ea; color: #333; border-radius: 8px; padding: 10px}
+.prob-title, .gradcam figcaption {font-weight: 600; margin: 0 0 6px 0}
+.prob-row {display: grid; grid-template-columns: minmax(8em, 11em) 1fr 3em; gap: 8px; align-items: center}
+.prob-bar {background: #e6e6e6; border-radius: 4px; height: 12px; overflow: hidden}
+.prob-bar span {display: block; height: 100%; background: #5a6b86}
+.prob-value {text-align: right; font-variant-numeric: tabular-nums}
+.prob-decision {font-size: 0.75rem; border: 1px solid currentColor; border-radius: 4px; padding: 0 4px}
+.prob-note {margin: 8px 0 0 0}
+.gradcam {margin: 0}
+.gradcam img {max-width: 100%; height: auto; border-radius: 8px}
 /* Phones. Gradio pads its .main box 32 px a side: 8 px on a phone, 32 px from about 900 px up. Gradio copies
    rules inside @media only under ".gradio-container .contain", which is inside .main, so this one stays
    outside. It also moves tabs that do not fit into a "..." menu: narrower tab padding keeps all four in view. */
@@ -135,15 +147,6 @@ def education_for(outcome: str) -> str:
     """Markdown shown under a result."""
     parts = [page(f"outcome_{outcome}")] + [page(p) for p in OUTCOME_PAGES.get(outcome, [])]
     return "\n\n---\n\n".join(parts)
-
-
-def _read_upload(path: str | dict | None) -> bytes:
-    # A dict is Gradio's raw file payload (events with preprocess=False); its file is in Gradio's upload folder.
-    if isinstance(path, dict):
-        path = path.get("path")
-    if not path:
-        raise UploadError("empty", "Please add a photo first.")
-    return Path(path).read_bytes()
 
 
 def predict_within_limit(
@@ -228,11 +231,6 @@ def judged_image(answer: PhotoAnswer) -> Image.Image:
     return answer.image.crop(area_box(answer.image.size, answer.result.area))
 
 
-def probabilities_label(result: TriageResult) -> dict[str, float]:
-    """Probabilities for gr.Label (empty when the model did not run)."""
-    return dict(result.probabilities or {})
-
-
 def summary_html(result: TriageResult, ticked: list[str], notes: str) -> str:
     """Printable booking-readiness summary for the client file."""
     actions = {c.label: c.action for c in contraindications()}
@@ -286,18 +284,24 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
     # photos are checked at once in the whole app (separate limits allowed three times that, each check taking
     # up to a few hundred MB for a large photo, on a 2-thread model).
     one_check_queue = {"concurrency_id": "photo-check", "concurrency_limit": limits.CONCURRENCY_LIMIT}
+    ood_threshold = (triage.meta.get("ood") or {}).get("threshold")
+
+    def take(payload) -> bytes:
+        # The photo's bytes, its file already deleted: whatever happens next (a result, a refusal, a timeout),
+        # no copy of it stays on disk.
+        return take_upload(payload, app.GRADIO_CACHE, app.upload_file_set)
 
     def check(slots: tuple) -> list[PhotoAnswer]:
         """Answer every photo given (``slots`` is photo, point, photo, point...); one bad photo spoils nothing."""
         answers = []
         for k in range(0, len(slots), 2):
-            path, point = slots[k], (slots[k + 1] if k + 1 < len(slots) else None)  # a lone photo: no tap
-            if not path:
+            payload, point = slots[k], (slots[k + 1] if k + 1 < len(slots) else None)  # a lone photo: no tap
+            if not payload:
                 continue
             answer = PhotoAnswer(number=k // 2 + 1)
             try:
                 answer.result, answer.image = predict_within_limit(
-                    pool, triage, _read_upload(path), None if point is None else tuple(point)
+                    pool, triage, take(payload), None if point is None else tuple(point)
                 )
             except UploadError as err:
                 answer.error = err.user_message
@@ -323,15 +327,15 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
     def therapist(*slots):
         card, edu, result, driver = run(*slots)
         if result is None:
-            return card, {}, {}, None, None
-        heat = None
+            return card, "", {}, "", None
+        heat = ""
         if result.probabilities is not None:
             from triage.gradcam import gradcam, overlay
 
             # The Grad-CAM of the photo that led, on what was judged (the framed area when it was tapped).
             img = judged_image(driver)
             cls = OUTCOMES.index(result.outcome) if result.outcome in OUTCOMES else 3
-            heat = overlay(img, gradcam(triage.model, triage.input_tensor(img), cls))
+            heat = heatmap_html(overlay(img, gradcam(triage.model, triage.input_tensor(img), cls)), HEATMAP_LABEL)
         details = {
             "quality": result.quality,
             "ood_score": result.ood_score,
@@ -341,12 +345,17 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
         }
         if result.area is not None:
             details |= {"tapped_point": result.point, "judged_area": result.area}
-        return card, probabilities_label(result), details, heat, result.to_dict()
+        panel = probability_panel(result, triage.thresholds, ood_threshold)
+        return card, panel, details, heat, result.to_dict()
 
-    def tap(path, evt: gr.SelectData):
+    def tap(payload, evt: gr.SelectData):
         """A tap on a photo: the spot's place as fractions of the photo as shown (orientation applied)."""
         try:
-            width, height = decode_upload(_read_upload(path)).original_size
+            # Read, not taken: the file stays until the check takes it (a tap is not an answer).
+            path = upload_path(payload)
+            if path is None or not path.is_file():
+                raise UploadError("gone", "This photo is no longer here. Please add it again, then tap the spot.")
+            width, height = decode_upload(path.read_bytes()).original_size
             x, y = evt.index[:2]
             point = point_from_pixels(float(x), float(y), width, height)
         except UploadError as err:
@@ -377,25 +386,22 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
 
     def make_summary(state, ticked, notes):
         if not state:
-            return None
+            return ""
         result = TriageResult(**{k: v for k, v in state.items() if k in TriageResult.__dataclass_fields__})
-        # Written inside Gradio's own cache, where it is served from as is and removed by delete_cache with the
-        # uploads. (A file elsewhere, e.g. tempfile's default folder, is copied into the cache and the original,
-        # holding the client's notes and ticked health items, would stay on disk for good.)
-        folder = Path(t_file.GRADIO_CACHE) / f"summary-{uuid.uuid4().hex}"
-        folder.mkdir(parents=True)
-        name = folder / "consultation-summary.html"
-        name.write_text(summary_html(result, ticked or [], notes), encoding="utf-8")
-        return str(name)
+        # Handed over inside the page as a download link: the server writes no file holding the client's notes
+        # and ticked health items (a gr.File output would be a file in Gradio's cache until it is cleaned).
+        return summary_link_html(summary_html(result, ticked or [], notes))
 
-    def api(file_path: str | None, point: str | None = None) -> dict:
+    def api(payload, point: str | None = None) -> dict:
         try:
             spot = parse_point(point)
-            return predict_within_limit(pool, triage, _read_upload(file_path), spot)[0].to_dict()
+            return predict_within_limit(pool, triage, take(payload), spot)[0].to_dict()
         except (UploadError, PointError) as err:
             return {"error": err.user_message}
 
-    with gr.Blocks(title="Skin spot triage (educational)", analytics_enabled=False, delete_cache=(300, 600)) as app:
+    # Gradio's own cleanup is the backstop for a photo that is uploaded but never sent for checking.
+    backstop = (limits.UPLOAD_SWEEP_EVERY_S, limits.UNCHECKED_UPLOAD_MAX_AGE_S)
+    with gr.Blocks(title="Skin spot triage (educational)", analytics_enabled=False, delete_cache=backstop) as app:
         gr.Markdown(
             "# Skin spot triage\nAn educational second look before an extraction facial. **Not a medical opinion.**"
         )
@@ -413,14 +419,15 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
             t_go = gr.Button("Analyse", variant="primary")
             t_card = gr.HTML()
             with gr.Row():
-                t_probs = gr.Label(label="How closely the photo resembles each group (calibrated)", num_top_classes=4)
-                t_heat = gr.Image(label=HEATMAP_LABEL, interactive=False, buttons=[])
+                # Bars only, no headline class: the outcome card above is the decision (triage.therapist_view).
+                t_probs = gr.HTML()
+                t_heat = gr.HTML()  # inline image: gr.Image would save it as a file in Gradio's cache
             t_details = gr.JSON(label=DETAILS_LABEL)
             state = gr.State()
             ticks = gr.CheckboxGroup(CHECKLIST, label="Contraindication checklist (tick what applies)")
             notes = gr.Textbox(label="Notes for the client file", lines=2)
             t_sum = gr.Button("Make printable summary")
-            t_file = gr.File(label="Summary (HTML, print to PDF from the browser)")
+            t_file = gr.HTML()  # a download link that carries the summary itself
             t_go.click(
                 therapist,
                 t_photos,
@@ -441,7 +448,8 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
         api_point = gr.Textbox(visible=False)
         api_out = gr.JSON(visible=False)
         api_btn = gr.Button(visible=False)
-        api_btn.click(api, [api_in, api_point], api_out, api_name="triage", **one_check_queue)
+        # preprocess=False: gr.File's preprocessing leaves an empty temporary file in the cache on every call.
+        api_btn.click(api, [api_in, api_point], api_out, api_name="triage", preprocess=False, **one_check_queue)
     # The queue's bounds belong to the app, so every launcher gets them (serve.py sets the same values).
     app.queue(default_concurrency_limit=limits.CONCURRENCY_LIMIT, max_size=limits.QUEUE_MAX_SIZE)
     return app

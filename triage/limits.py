@@ -48,6 +48,13 @@ TIMEOUT_WORKERS = 2 * CONCURRENCY_LIMIT
 #: Requests that may wait in Gradio's queue; one more is refused at once with Gradio's "queue is full" error.
 QUEUE_MAX_SIZE = 32
 
+#: A checked photo's file is deleted as soon as it is read (``triage.upload_dir.take_upload``). One that is
+#: uploaded but never sent for checking (the page closed first) is deleted by Gradio's cleanup, which runs
+#: every ``UPLOAD_SWEEP_EVERY_S`` seconds and removes uploads older than ``UNCHECKED_UPLOAD_MAX_AGE_S``: such a
+#: photo is gone within 6 minutes. A later "check" of it gets "please add the photo again".
+UPLOAD_SWEEP_EVERY_S = 60
+UNCHECKED_UPLOAD_MAX_AGE_S = 300
+
 __all__ = [
     "CONCURRENCY_LIMIT",
     "MAX_JPEG_HEADER_PIXELS",
@@ -56,4 +63,6 @@ __all__ = [
     "QUEUE_MAX_SIZE",
     "REQUEST_TIMEOUT_S",
     "TIMEOUT_WORKERS",
+    "UNCHECKED_UPLOAD_MAX_AGE_S",
+    "UPLOAD_SWEEP_EVERY_S",
 ]

@@ -3,10 +3,11 @@
 Usage:
     python scripts/screenshots.py [--model models/triage-mnv3s.pt] [--out docs/screenshots] [--photo spot.jpg]
 
-Starts ``serve.py`` on 127.0.0.1 at a free port, then saves four PNGs (each kept under 300 KB):
+Starts ``serve.py`` on 127.0.0.1 at a free port, then saves five PNGs (each kept under 300 KB):
 
 * ``client-milia-like.png`` and ``client-refer.png``: the "Check a photo" answer (card, disclaimer and the
   answer's own page) on a 390 px wide phone screen, for a milia-like and a refer-to-doctor result;
+* ``tap-phone.png``: a generated photo with one spot tapped: the answer and the framed area that was judged;
 * ``therapist.png``: the Therapist tab after "Analyse", from the decision down: the outcome card, the
   probability bars (no headline class) and the Grad-CAM heatmap;
 * ``learn.png``: the Learn tab.
@@ -149,8 +150,59 @@ def visible_panel(driver):
     return panels[0] if panels else None
 
 
-def upload_and_click(driver, photo: Path, button: str, wait_css: tuple[str, ...]) -> dict:
-    """In the visible tab: upload ``photo``, click ``button``, wait for every selector in ``wait_css``.
+def upload_photo(driver, photo: Path, slot: int = 0) -> None:
+    """In the visible tab: put ``photo`` into the ``slot``-th photo input (0: the first) and wait for its preview."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    panel = visible_panel(driver)
+    assert panel is not None, "no visible tab panel"
+    before = len(_previews(panel))
+    panel.find_elements(By.CSS_SELECTOR, "input[type='file']")[slot].send_keys(str(Path(photo).resolve()))
+    # The upload is done when one more preview <img> appears in this panel and has finished loading (or failed
+    # to: a file that is not a photo). The server deletes the uploaded file once it is checked, so the button is
+    # pressed only after the browser holds its own copy, as a person does who sees the preview first.
+    WebDriverWait(driver, WAIT_S).until(
+        lambda d: (
+            len(_previews(panel)) > before
+            and d.execute_script("return Array.from(arguments[0]).every(i => i.complete);", _previews(panel))
+        )
+    )
+
+
+def _previews(panel) -> list:
+    from selenium.webdriver.common.by import By
+
+    return [i for i in panel.find_elements(By.CSS_SELECTOR, ".image-frame img") if i.is_displayed()]
+
+
+def tap_photo(driver, fx: float, fy: float, slot: int = 0) -> None:
+    """Tap (click) the ``slot``-th photo preview of the visible tab at ``fx``, ``fy`` of its width and height.
+
+    The preview is letterboxed inside its box, so the point is computed on the picture as drawn; waits until
+    the page says the spot is marked.
+    """
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    panel = visible_panel(driver)
+    img = _previews(panel)[slot]
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", img)
+    dx, dy = driver.execute_script(
+        "const i = arguments[0], r = i.getBoundingClientRect();"
+        "const s = Math.min(r.width / i.naturalWidth, r.height / i.naturalHeight, 1);"
+        "const w = i.naturalWidth * s, h = i.naturalHeight * s;"
+        "return [arguments[1] * w - w / 2, arguments[2] * h - h / 2];",  # offsets from the element's centre
+        img,
+        fx,
+        fy,
+    )
+    ActionChains(driver).move_to_element_with_offset(img, round(dx), round(dy)).click().perform()
+    WebDriverWait(driver, WAIT_S).until(lambda d: "Spot marked" in panel.text)
+
+
+def click_and_wait(driver, button: str, wait_css: tuple[str, ...]) -> dict:
+    """In the visible tab: click ``button``, wait for every selector in ``wait_css``.
 
     Returns:
         ``{selector: element}`` for the first visible match of each selector.
@@ -159,17 +211,6 @@ def upload_and_click(driver, photo: Path, button: str, wait_css: tuple[str, ...]
     from selenium.webdriver.support.ui import WebDriverWait
 
     panel = visible_panel(driver)
-    assert panel is not None, "no visible tab panel"
-    panel.find_element(By.CSS_SELECTOR, "input[type='file']").send_keys(str(Path(photo).resolve()))
-    # The upload is done when the preview <img> in this panel has finished loading (or failed to: a file that
-    # is not a photo). The server deletes the uploaded file once it is checked, so the button is pressed only
-    # after the browser holds its own copy, as a person does who sees the preview first.
-    WebDriverWait(driver, WAIT_S).until(
-        lambda d: d.execute_script(
-            "return Array.from(arguments[0].querySelectorAll('img')).some(i => i.offsetParent !== null && i.complete);",
-            panel,
-        )
-    )
     buttons = [b for b in panel.find_elements(By.TAG_NAME, "button") if b.text.strip() == button]
     assert buttons, f"no button {button!r} in the visible tab"
     buttons[0].click()
@@ -184,6 +225,16 @@ def upload_and_click(driver, photo: Path, button: str, wait_css: tuple[str, ...]
         return found
 
     return WebDriverWait(driver, WAIT_S).until(all_there)
+
+
+def upload_and_click(driver, photo: Path, button: str, wait_css: tuple[str, ...]) -> dict:
+    """In the visible tab: upload ``photo``, click ``button``, wait for every selector in ``wait_css``.
+
+    Returns:
+        ``{selector: element}`` for the first visible match of each selector.
+    """
+    upload_photo(driver, photo)
+    return click_and_wait(driver, button, wait_css)
 
 
 def loaded_images(driver, element) -> list[str]:
@@ -354,8 +405,20 @@ def dark_patch_photo(path: Path, size: int = 480, seed: int = 1) -> Path:
     return path
 
 
-def photo_for(outcome: str, model: Path, folder: Path, tries: int = 40) -> Path:
+def palest_spot(path: Path) -> tuple[float, float]:
+    """Where the generated photo's palest bump is, as fractions of width and height (where the screenshot taps)."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    image = Image.open(path).convert("L").filter(ImageFilter.GaussianBlur(4))
+    y, x = np.unravel_index(np.argmax(np.asarray(image)), (image.height, image.width))
+    return (x + 0.5) / image.width, (y + 0.5) / image.height
+
+
+def photo_for(outcome: str, model: Path, folder: Path, tries: int = 40, tapped: bool = False) -> Path:
     """A generated photo that ``model`` answers ``outcome`` for (pale bumps for milia-like, else a dark patch).
+
+    With ``tapped``, the answer for a tap on its palest spot (:func:`palest_spot`) is the one that must match.
 
     Raises:
         RuntimeError: none of ``tries`` generated photos gets that answer.
@@ -365,8 +428,8 @@ def photo_for(outcome: str, model: Path, folder: Path, tries: int = 40) -> Path:
     make = skin_like_photo if outcome == "milia-like" else dark_patch_photo
     triage = Triage.load(model)
     for seed in range(tries):
-        path = make(folder / f"{outcome}-{seed}.jpg", seed=seed)
-        if triage.predict_path(path).outcome == outcome:
+        path = make(folder / f"{outcome}{'-tap' if tapped else ''}-{seed}.jpg", seed=seed)
+        if triage.predict_path(path, point=palest_spot(path) if tapped else None).outcome == outcome:
             return path
     raise RuntimeError(f"no generated photo got the answer {outcome!r} from {model}")
 
@@ -393,7 +456,8 @@ def take_screenshots(url: str, photos: dict[str, Path], out: Path, profile_dir: 
     """Save the client answers (phone), therapist and Learn screenshots of the app at ``url`` into ``out``.
 
     Args:
-        photos: ``{"milia-like": path, "refer-to-doctor": path}``; the milia-like one is also the therapist's.
+        photos: ``{"milia-like": path, "refer-to-doctor": path}``; the milia-like one is also the therapist's;
+            an optional ``"tap"`` photo is the one tapped (on its palest spot) for ``tap-phone.png``.
     """
     found = find_browser()
     if found is None:
@@ -412,6 +476,15 @@ def take_screenshots(url: str, photos: dict[str, Path], out: Path, profile_dir: 
             # The answer as a client reads it: card, disclaimer and the answer's own page.
             saved.append(screenshot(driver, out / name, answer_region(driver, got[".outcome-card"])))
         photo = photos["milia-like"]
+
+        # Tap the spot: a fresh page, the photo, one tap, then the answer with the framed area it judged.
+        open_app(driver, url)
+        select_tab(driver, "Check a photo")
+        tapped = photos.get("tap", photo)
+        upload_photo(driver, tapped)
+        tap_photo(driver, *palest_spot(tapped))
+        got = click_and_wait(driver, "Check my photo", (".outcome-card", ".judged img", ".disclaimer"))
+        saved.append(screenshot(driver, out / "tap-phone.png", region(driver, got[".disclaimer"])))
 
         set_viewport(driver, *DESKTOP, mobile=False)
         open_app(driver, url)
@@ -455,6 +528,10 @@ def main(argv: list[str] | None = None) -> int:
             photos = {o: photo_for(o, args.model, tmp_dir) for o in ("milia-like", "refer-to-doctor")}
             if args.photo is not None:
                 photos["milia-like"] = args.photo
+            try:  # a photo whose tapped spot gets a milia-like answer; else the milia-like photo, tapped
+                photos["tap"] = photo_for("milia-like", args.model, tmp_dir, tapped=True)
+            except RuntimeError as err:
+                print(f"warning: {err} for a tap; tapping the milia-like photo", file=sys.stderr)
             with serve(args.model, tmp_dir / "serve.log") as url:
                 paths = take_screenshots(url, photos, args.out, tmp_dir / "profile")
         except RuntimeError as err:

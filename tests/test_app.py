@@ -130,12 +130,13 @@ def test_readme_api_example_works_as_written(app_url, make_photo, tmp_path, monk
     with contextlib.redirect_stdout(out):
         exec(compile(code.replace("http://127.0.0.1:7860/", app_url + "/"), "README.md", "exec"), {})
 
-    # The client announces itself ("Loaded as API: ...") before the example prints the result.
-    printed = out.getvalue().strip().splitlines()[-1]
-    assert printed.startswith("{"), out.getvalue()
-    result = ast.literal_eval(printed)
-    assert_well_formed(result)
-    assert set(result["probabilities"]) == set(OUTCOMES)
+    # The client announces itself ("Loaded as API: ...") before the example prints the results: the whole
+    # photo, then the area around the point the example taps.
+    whole, tapped = (ast.literal_eval(line) for line in out.getvalue().strip().splitlines()[-2:])
+    assert_well_formed(whole)
+    assert set(whole["probabilities"]) == set(OUTCOMES) and "area" not in whole
+    assert_well_formed(tapped)
+    assert tapped["point"] == [0.42, 0.61] and len(tapped["area"]) == 4
 
 
 # -- the page works offline ------------------------------------------------------------------------------

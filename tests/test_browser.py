@@ -140,6 +140,75 @@ def test_a_file_that_is_not_a_photo_gets_a_kind_message(browser, app_server, app
     assert not files_left_after(app_server.temp_dir, EMPTY_WITHIN_S), "the refused file is still on the server"
 
 
+def _frame_box(img_element) -> tuple[float, float, float, float]:
+    """Where the yellow frame is drawn in a result picture (a ``data:`` URI): its box as fractions of the picture."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    src = img_element.get_attribute("src")
+    assert src.startswith("data:image/jpeg;base64,"), src[:40]  # inline: the picture is never a file on the server
+    pic = np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB")).astype(int)
+    yellow = (pic[:, :, 0] > 200) & (pic[:, :, 1] > 170) & (pic[:, :, 2] < 90)
+    ys, xs = np.nonzero(yellow)
+    assert len(xs) > 50, "no frame drawn on the result picture"
+    h, w = yellow.shape
+    return xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h
+
+
+@pytest.mark.parametrize(
+    ("screen", "size", "mobile"),
+    [("phone", shots.PHONE, True), ("desktop", shots.DESKTOP, False)],
+    ids=["phone-390x844", "desktop-1280x900"],
+)
+def test_tap_the_spot_in_a_real_browser(browser, app_url, artefacts, tmp_path, screen, size, mobile):
+    # A skin-like close-up with pale bumps (nothing yellow in it, so the frame can be found by its colour).
+    photo = shots.skin_like_photo(tmp_path / "cheek.jpg", size=480)
+    shots.set_viewport(browser, *size, mobile=mobile)
+    shots.open_app(browser, app_url)
+    shots.select_tab(browser, "Check a photo")
+    shots.upload_photo(browser, photo)
+
+    shots.tap_photo(browser, 0.3, 0.6)
+    got = shots.click_and_wait(browser, "Check my photo", (".outcome-card", ".judged img", ".disclaimer"))
+    shots.screenshot(browser, artefacts / f"tap-{screen}.png", shots.region(browser, got[".disclaimer"]))
+
+    assert got[".outcome-card"].get_attribute("data-outcome") in (*OUTCOMES, CANT_ASSESS)
+    assert "framed" in got[".judged img"].get_attribute("alt")
+    # The frame is the largest crop judged: a square of 60% of the shorter side (288 of 480 px) centred on the tap
+    # (144, 288 px), so from 0 to 0.6 across and 0.3 to 0.9 down.
+    left, top, right, bottom = _frame_box(got[".judged img"])
+    assert left == pytest.approx(0.0, abs=0.03) and right == pytest.approx(0.6, abs=0.03)
+    assert top == pytest.approx(0.3, abs=0.03) and bottom == pytest.approx(0.9, abs=0.03)
+    scroll_width, inner_width = shots.page_widths(browser)
+    assert scroll_width <= inner_width + OVERFLOW_TOLERANCE_PX, f"page is {scroll_width} px wide on a {inner_width}"
+
+
+def test_several_photos_in_the_therapist_tab_one_unreadable(browser, app_url, artefacts, tmp_path):
+    near = shots.skin_like_photo(tmp_path / "near.jpg", size=480)
+    far = tmp_path / "far.jpg"
+    far.write_text("Not a photo: a note saved with the wrong name.\n", encoding="utf-8")
+    shots.set_viewport(browser, *shots.DESKTOP, mobile=False)
+    shots.open_app(browser, app_url)
+    shots.select_tab(browser, "Therapist")
+    shots.upload_photo(browser, near)
+    shots.tap_photo(browser, 0.3, 0.56)
+    panel = shots.visible_panel(browser)
+    [b for b in panel.find_elements("css selector", "button") if "More photos of the same area" in b.text][0].click()
+    shots.upload_photo(browser, far, slot=1)
+
+    got = shots.click_and_wait(browser, "Analyse", (".outcome-card", ".judged img", ".disclaimer"))
+    shots.screenshot(browser, artefacts / "several-photos-desktop.png", shots.region(browser, got[".disclaimer"]))
+
+    judged = [j.text for j in panel.find_elements("css selector", ".judged")]
+    assert len(judged) == 2, judged
+    assert judged[0].startswith("Photo 1:") and "framed area around the spot you tapped" in judged[0]
+    assert judged[1].startswith("Photo 2:") and "doesn't look like a photo" in judged[1]  # and photo 1 answered
+    assert "Error" not in _visible_text(browser)
+
+
 def _preview_shown(driver) -> bool:
     """Whether the visible tab shows the uploaded photo's preview, loaded (it is served from the upload folder)."""
     return any("/gradio_api/file=" in src for src in shots.loaded_images(driver, shots.visible_panel(driver)))

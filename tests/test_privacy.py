@@ -123,6 +123,13 @@ def _stop_gracefully(proc: subprocess.Popen) -> int:
     return proc.returncode
 
 
+def one_photo(file_data: dict) -> list:
+    """The inputs of a tab's check button for one photo: photo slots 2 and 3 empty, no tapped point."""
+    from triage.tap import MAX_PHOTOS
+
+    return [file_data, None] + [None, None] * (MAX_PHOTOS - 1)
+
+
 @pytest.fixture(scope="module")
 def batch(tiny_model, tmp_path_factory, make_photo) -> Iterator[Batch]:
     from triage.app import CHECKLIST
@@ -143,18 +150,19 @@ def batch(tiny_model, tmp_path_factory, make_photo) -> Iterator[Batch]:
     browser = PageCalls(server.url)
     try:
         for name, data in b.payloads.items():
-            (answer,) = browser.run("triage", [browser.upload(name, data)])  # the documented API
+            # The documented API (no tapped point: None, as gradio_client sends for it).
+            (answer,) = browser.run("triage", [browser.upload(name, data), None])
             b.api_answers.append(answer)
-            card, _edu = browser.run("client", [browser.upload(name, data)])
+            card, _edu = browser.run("client", one_photo(browser.upload(name, data)))
             b.cards.append(card)
-            card, _probs, _details, heat, _state = browser.run("therapist", [browser.upload(name, data)])
+            card, _probs, _details, heat, _state = browser.run("therapist", one_photo(browser.upload(name, data)))
             b.cards.append(card)
             if heat:
                 b.heat_maps.append(data_url_bytes(heat))
         b.refused = corpus.make_metadata_jpeg()[:1500]  # EXIF and comment intact, pixels cut short
-        (answer,) = browser.run("triage", [browser.upload("broken.jpg", b.refused)])
+        (answer,) = browser.run("triage", [browser.upload("broken.jpg", b.refused), None])
         b.refusal_answers.append(answer)
-        card, _edu = browser.run("client", [browser.upload("broken.jpg", b.refused)])
+        card, _edu = browser.run("client", one_photo(browser.upload("broken.jpg", b.refused)))
         b.cards.append(card)
         # The summary of the last therapist check (its result is kept in the session's state).
         (summary,) = browser.run("make_summary", [None, [CHECKLIST[2]], b.notes])

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import PageCalls, add_grain, files_left_after, start_app
 from gradio_client import Client, handle_file
+from test_privacy import one_photo
 
 from triage import limits
 from triage.decode import UploadError
@@ -123,13 +124,14 @@ def test_tabs_leave_no_file_behind_and_a_second_check_asks_for_the_photo(app_ser
     page = PageCalls(app_server.url)
     try:
         upload = page.upload("spot.jpg", _jpeg(make_photo, 31))
-        card, _edu = page.run("client", [upload])
+        card, _edu = page.run("client", one_photo(upload))
         assert "outcome-card" in card and GONE_MESSAGE not in card
         assert not files_left_after(app_server.temp_dir, EMPTY_WITHIN_S)
-        again, _edu = page.run("client", [upload])  # the same upload, pressed again: its file is gone
+        again, _edu = page.run("client", one_photo(upload))  # the same upload, pressed again: its file is gone
         assert GONE_MESSAGE in again.replace("&#x27;", "'")
 
-        _card, _panel, _details, heat, _state = page.run("therapist", [page.upload("spot.jpg", _jpeg(make_photo, 32))])
+        spot = page.upload("spot.jpg", _jpeg(make_photo, 32))
+        _card, _panel, _details, heat, _state = page.run("therapist", one_photo(spot))
         assert heat.count("data:image/jpeg;base64,") == 1
         (summary,) = page.run("make_summary", [None, [CHECKLIST[0]], "notes"])
         assert "data:text/html" in summary
@@ -174,7 +176,7 @@ def test_a_request_that_times_out_leaves_no_file_behind(slow_app, make_photo, tm
         client.close()
     page = PageCalls(slow_app.url)
     try:
-        card, _edu = page.run("client", [page.upload("spot.jpg", Path(path).read_bytes())])
+        card, _edu = page.run("client", one_photo(page.upload("spot.jpg", Path(path).read_bytes())))
     finally:
         page.close()
     assert timeout_message in card.replace("&#x27;", "'")

@@ -9,6 +9,7 @@ import sys
 
 from triage.decode import UploadError
 from triage.engine import DEFAULT_MODEL, ModelLoadError, Triage, combine_results
+from triage.tap import MAX_PHOTOS, TOO_MANY_PHOTOS_MESSAGE, PointError, parse_point
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     pr.add_argument("--json", action="store_true", help="print a JSON list, one object per photo")
     pr.add_argument(
-        "--combine", action="store_true", help="photos show one area: add the most cautious combined result"
+        "--combine",
+        action="store_true",
+        help=f"photos show one area (at most {MAX_PHOTOS}): add the most cautious combined result",
+    )
+    pr.add_argument(
+        "--point",
+        action="append",
+        default=[],
+        metavar="X,Y",
+        help="the spot to judge, as fractions of width and height (0-1, after EXIF orientation), e.g. 0.5,0.4; "
+        "give it once per photo, in order ('-' for none); photos without one are judged whole",
     )
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint on a manifest CSV")
     ev.add_argument("--checkpoint", default=str(DEFAULT_MODEL))
@@ -80,12 +91,32 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from tqdm import tqdm
 
+    if len(args.point) > len(args.photos):
+        print(
+            f"error: {len(args.point)} points for {len(args.photos)} photos: give at most one per photo.",
+            file=sys.stderr,
+        )
+        return 2
+    points = args.point + ["-"] * (len(args.photos) - len(args.point))
     rows, results = [], []
-    for path in tqdm(args.photos, desc="predict", unit="photo", disable=len(args.photos) < 5, file=sys.stderr):
+    for k, (path, point_text) in enumerate(
+        tqdm(
+            list(zip(args.photos, points, strict=True)),
+            desc="predict",
+            unit="photo",
+            disable=len(args.photos) < 5,
+            file=sys.stderr,
+        )
+    ):
+        if args.combine and k >= MAX_PHOTOS:
+            rows.append({"file": path, "error": TOO_MANY_PHOTOS_MESSAGE})
+            continue
         try:
-            res = triage.predict_path(path)
+            res = triage.predict_path(path, point=None if point_text.strip() == "-" else parse_point(point_text))
             results.append(res)
             rows.append(res.to_dict())
+        except PointError as err:
+            rows.append({"file": path, "error": err.user_message})
         except UploadError as err:
             rows.append({"file": path, "error": err.user_message})
         except OSError:
@@ -97,13 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for r in rows:
             if "error" in r:
-                print(f"{r['file']}: could not read - {r['error']}")
+                print(f"{r['file']}: not checked - {r['error']}")
             elif "combined" in r:
                 print(f"combined: {r['combined']['outcome']}")
             else:
                 probs = ", ".join(f"{k} {v:.2f}" for k, v in (r["probabilities"] or {}).items())
                 print(
                     f"{r['file']}: {r['outcome']}"
+                    + (f" (around the spot at {r['point'][0]:.2f},{r['point'][1]:.2f})" if r.get("point") else "")
                     + (f" ({probs})" if probs else "")
                     + "".join(f"\n  - {s}" for s in r["reasons"])
                 )

@@ -14,18 +14,22 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gradio as gr
 from markdown_it import MarkdownIt
+from PIL import Image
 
 from triage import limits
 from triage.content_loader import OUTCOME_PAGES, contraindications, learn_pages, page
 from triage.decode import UploadError, decode_upload
-from triage.engine import Triage, TriageResult
+from triage.engine import Triage, TriageResult, combine_results, most_cautious_index
+from triage.framed import area_box, data_uri, framed_thumbnail
 from triage.outcomes import CANT_ASSESS, OUTCOMES
+from triage.tap import MAX_PHOTOS, PointError, parse_point, point_from_pixels
 from triage.therapist_view import heatmap_html, probability_panel, summary_link_html
-from triage.upload_dir import take_upload
+from triage.upload_dir import take_upload, upload_path
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +99,11 @@ CSS = """
 @media (max-width: 480px) {
   .tab-container button {padding-left: 8px !important; padding-right: 8px !important}
 }
+.judged {margin: 8px 0}
+.judged img {max-width: 100%; height: auto; border-radius: 8px; display: block}
+.judged p {margin: 4px 0}
 """
+TAP_HINT = "Several spots in the photo? Tap the one you mean, and we'll judge the area around it."
 
 
 def theme() -> gr.themes.Base:
@@ -125,13 +133,13 @@ def disclaimer_html() -> str:
     return f"<div class='disclaimer'>{lead}{html.escape(body)}</div>"
 
 
-def outcome_card(result: TriageResult) -> str:
-    """HTML card: headline, next step, reasons, disclaimer."""
+def outcome_card(result: TriageResult, below: str = "") -> str:
+    """HTML card: headline, next step, reasons; then ``below`` (the photos as judged), then the disclaimer."""
     o = result.outcome
     reasons = "".join(f"<p>• {html.escape(r)}</p>" for r in result.reasons)
     return (
         f"<div class='outcome-card' style='background:{COLOURS[o]}' data-outcome='{o}'>"
-        f"<h2>{HEADLINES[o]}</h2><p>{NEXT_STEP[o]}</p>{reasons}</div>{disclaimer_html()}"
+        f"<h2>{HEADLINES[o]}</h2><p>{NEXT_STEP[o]}</p>{reasons}</div>{below}{disclaimer_html()}"
     )
 
 
@@ -141,21 +149,86 @@ def education_for(outcome: str) -> str:
     return "\n\n---\n\n".join(parts)
 
 
-def predict_within_limit(pool: ThreadPoolExecutor, triage: Triage, data: bytes) -> TriageResult:
-    """``triage.predict_bytes(data)``, answered within ``limits.REQUEST_TIMEOUT_S`` seconds.
+def predict_within_limit(
+    pool: ThreadPoolExecutor, triage: Triage, data: bytes, point: tuple[float, float] | None = None
+) -> tuple[TriageResult, Image.Image]:
+    """``triage.predict_upload(data, point=point)``, answered within ``limits.REQUEST_TIMEOUT_S`` seconds.
 
     Raises:
         UploadError: ``"timeout"`` when the check takes longer (the work itself finishes in the background on
             ``pool``, which is bounded, so stuck checks cannot pile up), or whatever decoding raises.
     """
     timeout = limits.REQUEST_TIMEOUT_S
-    future = pool.submit(triage.predict_bytes, data)
+    future = pool.submit(triage.predict_upload, data, True, point)
     try:
         return future.result(timeout=timeout)
     except FutureTimeout:
         future.cancel()  # Still waiting for a worker: it never starts. Already running: it cannot be stopped.
         log.warning("check abandoned after %.1f s (request timeout)", timeout)
         raise UploadError("timeout") from None
+
+
+@dataclass
+class PhotoAnswer:
+    """One photo of a check: its slot number and either its result and decoded image, or a plain error."""
+
+    number: int
+    result: TriageResult | None = None
+    image: Image.Image | None = None
+    error: str | None = None
+
+
+def tap_note(point: list[float] | None) -> str:
+    """What the page says under a photo about the tapped spot."""
+    if point is None:
+        return TAP_HINT
+    return (
+        f"Spot marked ({point[0]:.0%} across, {point[1]:.0%} down): the area around it will be judged, "
+        "and shown framed with the answer. Tap again to move it."
+    )
+
+
+def judged_area_html(answer: PhotoAnswer, several: bool) -> str:
+    """The photo as judged: framed around the tapped spot. Nothing for an untapped single photo (as before)."""
+    title = f"Photo {answer.number}" if several else ""
+    if answer.error is not None:
+        return f"<div class='judged'><p><strong>{title}:</strong> {html.escape(answer.error)}</p></div>"
+    r = answer.result
+    if r is None or answer.image is None or (r.area is None and not several):
+        return ""
+    what = "the framed area around the spot you tapped" if r.area is not None else "the whole photo"
+    lead = (
+        f"<strong>{title}:</strong> {html.escape(HEADLINES[r.outcome])} ({what})" if several else f"We judged {what}."
+    )
+    alt = f"{title or 'Your photo'} with the judged area framed" if r.area is not None else f"{title}"
+    src = data_uri(framed_thumbnail(answer.image, r.area, r.point))
+    return (
+        f"<div class='judged' data-outcome='{r.outcome}'><p>{lead}</p><img src='{src}' alt='{html.escape(alt)}'></div>"
+    )
+
+
+def photo_answers_html(answers: list[PhotoAnswer]) -> str:
+    """The framed pictures (and per-photo answers when there are several photos) under the outcome card."""
+    several = len(answers) > 1
+    return "".join(judged_area_html(a, several) for a in answers)
+
+
+def lead_answer(answers: list[PhotoAnswer]) -> tuple[TriageResult, PhotoAnswer]:
+    """The answer that leads: the only photo's, or the most cautious of several (saying which photo drove it)."""
+    done = [a for a in answers if a.result is not None]
+    if len(done) == 1:
+        return done[0].result, done[0]
+    named = [replace(a.result, file=f"Photo {a.number}") for a in done]
+    combined = combine_results(named)
+    combined.file = None
+    return combined, done[most_cautious_index(named)]
+
+
+def judged_image(answer: PhotoAnswer) -> Image.Image:
+    """The pixels that were judged: the framed area for a tapped photo, else the whole photo."""
+    if answer.result is None or answer.result.area is None:
+        return answer.image
+    return answer.image.crop(area_box(answer.image.size, answer.result.area))
 
 
 def summary_html(result: TriageResult, ticked: list[str], notes: str) -> str:
@@ -218,32 +291,49 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
         # no copy of it stays on disk.
         return take_upload(payload, app.GRADIO_CACHE, app.upload_file_set)
 
-    def run(payload):
-        data = None
-        try:
-            data = take(payload)
-            result = predict_within_limit(pool, triage, data)
-        except UploadError as err:
+    def check(slots: tuple) -> list[PhotoAnswer]:
+        """Answer every photo given (``slots`` is photo, point, photo, point...); one bad photo spoils nothing."""
+        answers = []
+        for k in range(0, len(slots), 2):
+            payload, point = slots[k], (slots[k + 1] if k + 1 < len(slots) else None)  # a lone photo: no tap
+            if not payload:
+                continue
+            answer = PhotoAnswer(number=k // 2 + 1)
+            try:
+                answer.result, answer.image = predict_within_limit(
+                    pool, triage, take(payload), None if point is None else tuple(point)
+                )
+            except UploadError as err:
+                answer.error = err.user_message
+            answers.append(answer)
+        return answers
+
+    def run(*slots):
+        answers = check(slots)
+        if not any(a.result is not None for a in answers):
+            message = next((a.error for a in answers), None) or "Please add a photo first."
             msg = (
                 "<div class='outcome-card' style='background:#555'><h2>We couldn't open this file</h2>"
-                f"<p>{html.escape(err.user_message)}</p></div>"
+                f"<p>{html.escape(message)}</p></div>"
             )
             return msg + disclaimer_html(), "", None, None
-        return outcome_card(result), education_for(result.outcome), result, data
+        result, driver = lead_answer(answers)
+        return outcome_card(result, photo_answers_html(answers)), education_for(result.outcome), result, driver
 
-    def client(payload):
-        card, edu, _, _ = run(payload)
+    def client(*slots):
+        card, edu, _, _ = run(*slots)
         return card, edu
 
-    def therapist(payload):
-        card, edu, result, data = run(payload)
+    def therapist(*slots):
+        card, edu, result, driver = run(*slots)
         if result is None:
             return card, "", {}, "", None
         heat = ""
         if result.probabilities is not None:
             from triage.gradcam import gradcam, overlay
 
-            img = decode_upload(data).image  # from the bytes in memory: the file is gone already
+            # The Grad-CAM of the photo that led, on what was judged (the framed area when it was tapped).
+            img = judged_image(driver)
             cls = OUTCOMES.index(result.outcome) if result.outcome in OUTCOMES else 3
             heat = heatmap_html(overlay(img, gradcam(triage.model, triage.input_tensor(img), cls)), HEATMAP_LABEL)
         details = {
@@ -253,8 +343,46 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
             "reason_codes": result.reason_codes,
             "timings_ms": result.timings_ms,
         }
+        if result.area is not None:
+            details |= {"tapped_point": result.point, "judged_area": result.area}
         panel = probability_panel(result, triage.thresholds, ood_threshold)
         return card, panel, details, heat, result.to_dict()
+
+    def tap(payload, evt: gr.SelectData):
+        """A tap on a photo: the spot's place as fractions of the photo as shown (orientation applied)."""
+        try:
+            # Read, not taken: the file stays until the check takes it (a tap is not an answer).
+            path = upload_path(payload)
+            if path is None or not path.is_file():
+                raise UploadError("gone", "This photo is no longer here. Please add it again, then tap the spot.")
+            width, height = decode_upload(path.read_bytes()).original_size
+            x, y = evt.index[:2]
+            point = point_from_pixels(float(x), float(y), width, height)
+        except UploadError as err:
+            return None, html.escape(err.user_message)
+        except (PointError, TypeError, ValueError):
+            return None, "That tap was outside the photo. Please tap on the spot itself."
+        return [round(point[0], 4), round(point[1], 4)], tap_note(list(point))
+
+    def photo_slot(label: str, webcam: dict) -> list:
+        """One photo with its own tapped point (kept in a State); returns ``[image, point]``."""
+        image = gr.Image(type="filepath", sources=["upload", "webcam"], label=label, buttons=[], **webcam)
+        note = gr.Markdown(TAP_HINT, elem_classes=["tap-note"])
+        point = gr.State(None)
+        # preprocess=False: the raw upload reaches our own decoder (as for the check buttons below).
+        # The tap decodes the photo to learn its size, so it shares the checks' concurrency limit.
+        image.select(tap, image, [point, note], api_visibility="private", preprocess=False, **one_check_queue)
+        # A new or removed photo forgets the old tap: it belonged to another picture.
+        image.change(lambda: (None, TAP_HINT), None, [point, note], api_visibility="private", queue=False)
+        return [image, point]
+
+    def photo_slots(first_label: str, webcam: dict) -> list:
+        """Up to :data:`MAX_PHOTOS` photos of one area, the extra ones folded away; returns the check's inputs."""
+        inputs = photo_slot(first_label, webcam)
+        with gr.Accordion(f"More photos of the same area (up to {MAX_PHOTOS} in all)", open=False):
+            for k in range(2, MAX_PHOTOS + 1):
+                inputs += photo_slot(f"Photo {k} of the same area (optional)", webcam)
+        return inputs
 
     def make_summary(state, ticked, notes):
         if not state:
@@ -264,10 +392,11 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
         # and ticked health items (a gr.File output would be a file in Gradio's cache until it is cleaned).
         return summary_link_html(summary_html(result, ticked or [], notes))
 
-    def api(payload) -> dict:
+    def api(payload, point: str | None = None) -> dict:
         try:
-            return predict_within_limit(pool, triage, take(payload)).to_dict()
-        except UploadError as err:
+            spot = parse_point(point)
+            return predict_within_limit(pool, triage, take(payload), spot)[0].to_dict()
+        except (UploadError, PointError) as err:
             return {"error": err.user_message}
 
     # Gradio's own cleanup is the backstop for a photo that is uploaded but never sent for checking.
@@ -277,21 +406,16 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
             "# Skin spot triage\nAn educational second look before an extraction facial. **Not a medical opinion.**"
         )
         with gr.Tab("Check a photo"):
-            photo = gr.Image(
-                type="filepath",
-                sources=["upload", "webcam"],
-                label="Close-up of the spot",
-                webcam_options=gr.WebcamOptions(mirror=False, constraints={"video": {"facingMode": "environment"}}),
-                buttons=[],
-            )
+            rear_camera = gr.WebcamOptions(mirror=False, constraints={"video": {"facingMode": "environment"}})
+            photos = photo_slots("Close-up of the spot", {"webcam_options": rear_camera})
             go = gr.Button("Check my photo", variant="primary")
             card = gr.HTML()
             edu = gr.Markdown()
             # preprocess=False: the photo reaches our own decoder untouched. gr.Image's preprocessing opens it
             # with PIL first, so a file that is not a photo ended in a bare "Error" badge, never in our message.
-            go.click(client, photo, [card, edu], api_visibility="private", preprocess=False, **one_check_queue)
+            go.click(client, photos, [card, edu], api_visibility="private", preprocess=False, **one_check_queue)
         with gr.Tab("Therapist"):
-            t_photo = gr.Image(type="filepath", sources=["upload", "webcam"], label="Photo", buttons=[])
+            t_photos = photo_slots("Photo", {})
             t_go = gr.Button("Analyse", variant="primary")
             t_card = gr.HTML()
             with gr.Row():
@@ -306,7 +430,7 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
             t_file = gr.HTML()  # a download link that carries the summary itself
             t_go.click(
                 therapist,
-                t_photo,
+                t_photos,
                 [t_card, t_probs, t_details, t_heat, state],
                 api_visibility="private",
                 preprocess=False,  # as for the client tab
@@ -319,12 +443,13 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
                     gr.Markdown(page(name))
         with gr.Tab("About"):
             gr.Markdown(about_markdown())
-        # The documented API: one file in, the JSON result out.
+        # The documented API: one file (and optionally the tapped point, "X,Y") in, the JSON result out.
         api_in = gr.File(visible=False, type="filepath")
+        api_point = gr.Textbox(visible=False)
         api_out = gr.JSON(visible=False)
         api_btn = gr.Button(visible=False)
         # preprocess=False: gr.File's preprocessing leaves an empty temporary file in the cache on every call.
-        api_btn.click(api, api_in, api_out, api_name="triage", preprocess=False, **one_check_queue)
+        api_btn.click(api, [api_in, api_point], api_out, api_name="triage", preprocess=False, **one_check_queue)
     # The queue's bounds belong to the app, so every launcher gets them (serve.py sets the same values).
     app.queue(default_concurrency_limit=limits.CONCURRENCY_LIMIT, max_size=limits.QUEUE_MAX_SIZE)
     return app

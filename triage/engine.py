@@ -17,13 +17,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from triage.combine import TAP_RULE, combine_crop_probabilities
 from triage.decode import UploadError, decode_path, decode_upload
 from triage.models import build_model, classify_features, features
 from triage.ood import ood_scores
 from triage.outcomes import CANT_ASSESS, OUTCOMES, most_cautious
 from triage.policy import Thresholds, decide
 from triage.preprocess import canonical_square, crop_bottom
-from triage.quality import QualityThresholds, assess_quality
+from triage.quality import MESSAGES, QualityThresholds, assess_quality
+from triage.tap import MIN_JUDGED_SIDE, Box, tap_boxes
 from triage.transforms import eval_batch
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,15 @@ OOD_MESSAGE = (
 )
 UNSURE_MESSAGE = "The photo's features were mixed, so the careful answer is to have a doctor look at it."
 REFER_MESSAGE = "Some features of the photo resemble spots a doctor should look at, whether or not you plan a facial."
+CROP_TOO_SMALL_MESSAGE = (
+    "The area around the spot you tapped is too small in this photo to judge. "
+    "Please take a closer photo of the spot, or tap nearer the middle of the photo."
+)
+TAP_NOT_SKIN_MESSAGE = "The place you tapped doesn't look like skin. Please tap on the spot itself."
+TAP_LOW_RES_MESSAGE = (
+    "This photo has too few pixels to zoom in on the spot you tapped, so the square around it was judged. "
+    "A closer photo would let us look at the spot on its own."
+)
 
 
 class ModelLoadError(RuntimeError):
@@ -55,12 +66,17 @@ class TriageResult:
     model_version: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
     file: str | None = None
+    #: The tapped point (fractions of width and height) and the framed area judged around it
+    #: (``[left, top, right, bottom]`` fractions); both absent when the whole photo was judged.
+    point: list[float] | None = None
+    area: list[float] | None = None
 
     def to_dict(self) -> dict:
-        """Plain-data view for JSON."""
+        """Plain-data view for JSON (``file``, ``point`` and ``area`` only when set)."""
         d = asdict(self)
-        if d["file"] is None:
-            d.pop("file")
+        for key in ("file", "point", "area"):
+            if d[key] is None:
+                d.pop(key)
         return d
 
 
@@ -95,13 +111,19 @@ def decide_outcome(
     return OUTCOMES[idx], codes
 
 
-def combine_results(results: list[TriageResult]) -> TriageResult:
-    """Several photos of one area: the most cautious outcome wins, and the reasons say which photo drove it."""
+def most_cautious_index(results: list[TriageResult]) -> int:
+    """Index of the photo whose answer is the most cautious (the first of equals)."""
     if not results:
         raise ValueError("no results to combine")
     worst = most_cautious([r.outcome for r in results])
-    idx = next(i for i, r in enumerate(results) if r.outcome == worst)
+    return next(i for i, r in enumerate(results) if r.outcome == worst)
+
+
+def combine_results(results: list[TriageResult]) -> TriageResult:
+    """Several photos of one area: the most cautious outcome wins, and the reasons say which photo drove it."""
+    idx = most_cautious_index(results)
     driver = results[idx]
+    worst = driver.outcome
     name = driver.file or f"photo {idx + 1}"
     return TriageResult(
         outcome=worst,
@@ -112,6 +134,8 @@ def combine_results(results: list[TriageResult]) -> TriageResult:
         ood_score=driver.ood_score,
         model_version=driver.model_version,
         timings_ms={"total": round(sum(r.timings_ms.get("total", 0) for r in results), 2)},
+        point=driver.point,
+        area=driver.area,
     )
 
 
@@ -200,29 +224,67 @@ class Triage:
         scores = ood_scores(f.numpy(), ood) if ood else np.full(len(probs), np.nan)
         return probs, scores
 
+    def crops_tensor(self, image: Image.Image, boxes: list[Box]) -> torch.Tensor:
+        """The model input for square crops of ``image`` (one row per box, same transform as a whole photo)."""
+        squares = [canonical_square(image.crop(b.as_tuple()), int(self.meta["canonical_size"])) for b in boxes]
+        return eval_batch(squares, int(self.meta["image_size"]), self.meta["mean"], self.meta["std"])
+
     # -- full pipeline -------------------------------------------------------------
-    def predict_image(self, image: Image.Image, crop_share: float = 0.0, gate: bool = True) -> TriageResult:
-        """Quality gate, model, OOD gate and decision for a decoded RGB image."""
+    def predict_image(
+        self,
+        image: Image.Image,
+        crop_share: float = 0.0,
+        gate: bool = True,
+        point: tuple[float, float] | None = None,
+        rule: str = TAP_RULE,
+    ) -> TriageResult:
+        """Quality gate, model, OOD gate and decision for a decoded RGB image.
+
+        Args:
+            image: the decoded photo (orientation applied).
+            crop_share: bottom share to drop first (atlas watermarks; 0 for uploads).
+            gate: run the photo-quality and out-of-distribution checks.
+            point: a tapped spot, ``(x, y)`` fractions of width and height. The crops around it
+                (:func:`triage.tap.tap_boxes`) are judged instead of the whole photo and combined by
+                ``rule``; the checks run on the framed area (the largest crop). ``None``: the whole photo.
+            rule: how the crops' answers combine (:mod:`triage.combine`).
+        """
         t0 = time.perf_counter()
         image = crop_bottom(image, crop_share)
-        report = assess_quality(image, self.quality_thresholds)
+        boxes: list[Box] | None = None
+        judged = image
+        if point is not None:
+            boxes = tap_boxes(*image.size, point)
+            if not boxes:
+                return self._crop_too_small(image, point, t0)
+            judged = image.crop(boxes[-1].as_tuple())
+        report = assess_quality(judged, self.quality_thresholds)
         t1 = time.perf_counter()
         quality_reasons = report.reasons if gate else []
         probs = score = None
         if not quality_reasons:
-            p, s = self.model_outputs(self.input_tensor(image))
-            probs, score = p[0], float(s[0])
+            x = self.input_tensor(image) if boxes is None else self.crops_tensor(image, boxes)
+            p, s = self.model_outputs(x)
+            # One row for a whole photo; for a tap one row per crop, gated on the framed (largest) one.
+            probs = combine_crop_probabilities(p, self.thresholds, rule)[1]
+            score = float(s[-1])
         t2 = time.perf_counter()
         ood_thr = self.meta.get("ood", {}).get("threshold") if gate else None
         outcome, codes = decide_outcome(probs, quality_reasons, score, self.thresholds, ood_thr)
         sentences = report.messages() if quality_reasons else []
+        if point is not None and "too_little_skin" in codes:
+            # About the place tapped, not the whole photo: the framed area around it is mostly not skin.
+            sentences = [TAP_NOT_SKIN_MESSAGE] + [m for m in sentences if m != MESSAGES["too_little_skin"]]
         if "not_like_skin" in codes:
             sentences.append(OOD_MESSAGE)
         if "unsure" in codes:
             sentences.append(UNSURE_MESSAGE)
         if "refer_threshold" in codes:
             sentences.append(REFER_MESSAGE)
-        return TriageResult(
+        if boxes is not None and min(image.size) < MIN_JUDGED_SIDE:
+            codes.append("tap_low_resolution")
+            sentences.append(TAP_LOW_RES_MESSAGE)
+        result = TriageResult(
             outcome=outcome,
             probabilities=None
             if probs is None
@@ -238,27 +300,68 @@ class Triage:
                 "total": round((time.perf_counter() - t0) * 1e3, 2),
             },
         )
+        if boxes is not None:
+            result.point = [round(float(v), 4) for v in point]
+            result.area = list(boxes[-1].fractions(*image.size))
+        return result
 
-    def predict_bytes(self, data: bytes, gate: bool = True) -> TriageResult:
-        """Decode an upload and triage it. Raises UploadError for unreadable files."""
+    def _crop_too_small(self, image: Image.Image, point: tuple[float, float], t0: float) -> TriageResult:
+        """``cant-assess`` for a tap whose crops would all be too few pixels to judge."""
+        return TriageResult(
+            outcome=CANT_ASSESS,
+            probabilities=None,
+            reasons=[CROP_TOO_SMALL_MESSAGE],
+            reason_codes=["crop_too_small"],
+            quality={"width": float(image.width), "height": float(image.height)},
+            model_version=self.version,
+            timings_ms={"total": round((time.perf_counter() - t0) * 1e3, 2)},
+            point=[round(float(v), 4) for v in point],
+        )
+
+    def predict_bytes(self, data: bytes, gate: bool = True, point: tuple[float, float] | None = None) -> TriageResult:
+        """Decode an upload and triage it (around ``point`` when given). Raises UploadError for unreadable files."""
+        return self.predict_upload(data, gate, point)[0]
+
+    def predict_upload(
+        self, data: bytes, gate: bool = True, point: tuple[float, float] | None = None
+    ) -> tuple[TriageResult, Image.Image]:
+        """:meth:`predict_bytes`, also returning the decoded photo (to show the framed area on it).
+
+        Raises:
+            UploadError: the file is not a readable photo.
+        """
         t0 = time.perf_counter()
         photo = decode_upload(data)
         decode_ms = (time.perf_counter() - t0) * 1e3
-        result = self.predict_image(photo.image, gate=gate)
+        result = self.predict_image(photo.image, gate=gate, point=point)
         result.timings_ms["decode"] = round(decode_ms, 2)
         result.timings_ms["total"] = round(result.timings_ms["total"] + decode_ms, 2)
-        return result
+        return result, photo.image
 
-    def predict_path(self, path: str | Path, crop_share: float = 0.0, gate: bool = True) -> TriageResult:
-        """Triage a file on disk. Raises UploadError for unreadable files."""
+    def predict_path(
+        self,
+        path: str | Path,
+        crop_share: float = 0.0,
+        gate: bool = True,
+        point: tuple[float, float] | None = None,
+    ) -> TriageResult:
+        """Triage a file on disk (around ``point`` when given). Raises UploadError for unreadable files."""
         t0 = time.perf_counter()
         photo = decode_path(path)
         decode_ms = (time.perf_counter() - t0) * 1e3
-        result = self.predict_image(photo.image, crop_share, gate)
+        result = self.predict_image(photo.image, crop_share, gate, point)
         result.timings_ms["decode"] = round(decode_ms, 2)
         result.timings_ms["total"] = round(result.timings_ms["total"] + decode_ms, 2)
         result.file = str(path)
         return result
 
 
-__all__ = ["Triage", "TriageResult", "ModelLoadError", "UploadError", "decide_outcome", "combine_results"]
+__all__ = [
+    "Triage",
+    "TriageResult",
+    "ModelLoadError",
+    "UploadError",
+    "decide_outcome",
+    "combine_results",
+    "most_cautious_index",
+]

@@ -18,6 +18,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from triage.lesions import crop_box as square_inside
 from triage.preprocess import CANONICAL_SIZE
 
 #: Sides of the crops judged around a tapped point, as shares of the photo's shorter side. Chosen with
@@ -142,11 +143,9 @@ def crop_box(width: int, height: int, point: tuple[float, float], scale: float, 
     x, y = check_point(*point)
     short = min(width, height)
     side = max(1, min(max(round(min(scale, 1.0) * short), min_px), short))
-    cx, cy = x * width, y * height
-    # Clamp the box's corner, not the point: the box keeps its size and the spot stays inside it.
-    left = min(max(round(cx - side / 2), 0), width - side)
-    top = min(max(round(cy - side / 2), 0), height - side)
-    return Box(left, top, left + side, top + side)
+    # The box's corner is clamped, not the point: the box keeps its size and the spot stays inside it
+    # (the same geometry as the data build's lesion-centred crops).
+    return Box(*square_inside(x * width, y * height, side, width, height))
 
 
 def tap_boxes(

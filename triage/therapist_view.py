@@ -28,9 +28,7 @@ SUMMARY_FILE_NAME = "consultation-summary.html"
 NO_PROBABILITIES = "No probabilities: the photo did not pass the photo checks, so the model did not run."
 
 
-def decision_note(
-    result: TriageResult, thresholds: Thresholds, ood_threshold: float | None = None
-) -> str | None:
+def decision_note(result: TriageResult, thresholds: Thresholds, ood_threshold: float | None = None) -> str | None:
     """One line saying why the decision is not the most probable group, or ``None`` when it is.
 
     Args:

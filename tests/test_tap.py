@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import add_grain
+from conftest import add_grain, files_left_after
 from gradio_client import Client, handle_file
 from PIL import Image
 from test_app import assert_well_formed, is_sentence
@@ -62,10 +62,11 @@ def test_api_with_a_point_judges_the_framed_area_around_it(client, spot):
 
 
 @pytest.mark.parametrize(("point", "message"), [("2,x", POINT_FORMAT_MESSAGE), ("1.5,0.5", POINT_OUTSIDE_MESSAGE)])
-def test_api_bad_point_gets_a_plain_error(client, spot, point, message):
+def test_api_bad_point_gets_a_plain_error_and_the_photo_is_still_deleted(client, app_server, spot, point, message):
     result = client.predict(handle_file(str(spot)), point=point, api_name="/triage")
     assert result == {"error": message}
     assert is_sentence(result["error"])
+    assert not files_left_after(app_server.temp_dir)  # refused for its point, the upload is gone all the same
 
 
 def test_api_tap_on_a_photo_too_small_to_crop_says_take_a_closer_photo(client, make_photo, tmp_path):

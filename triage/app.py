@@ -394,8 +394,9 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
 
     def api(payload, point: str | None = None) -> dict:
         try:
-            spot = parse_point(point)
-            return predict_within_limit(pool, triage, take(payload), spot)[0].to_dict()
+            # The upload is taken (and its file deleted) first: a refused point must not leave the photo behind.
+            data = take(payload)
+            return predict_within_limit(pool, triage, data, parse_point(point))[0].to_dict()
         except (UploadError, PointError) as err:
             return {"error": err.user_message}
 

@@ -30,7 +30,7 @@ from triage import metrics as M
 from triage.crops import open_crop_cache
 from triage.engine import Triage
 from triage.policy import Thresholds, choose_thresholds, decide, softmax
-from triage.training import load_splits, predict_logits
+from triage.training import images_for, load_splits, predict_logits
 
 
 def measure(probs: np.ndarray, y: np.ndarray, t: Thresholds) -> dict:
@@ -56,8 +56,14 @@ def main() -> None:
         raise SystemExit(f"{args.data} has no lesion-centred crops: rebuild it (python -m triage.data crops)")
     probs = {}
     for name in ("val", "val_crops", "test", "test_crops"):
-        images = crops if name.endswith("_crops") else cache
-        logits = predict_logits(triage.model, images, splits[name].rows, meta["image_size"], meta["mean"], meta["std"])
+        logits = predict_logits(
+            triage.model,
+            images_for(name, cache, crops),
+            splits[name].rows,
+            meta["image_size"],
+            meta["mean"],
+            meta["std"],
+        )
         probs[name] = softmax(logits, meta["temperature"])
     chosen, point = choose_thresholds(
         probs["val"], splits["val"].y, also={"closeup": (probs["val_crops"], splits["val_crops"].y)}

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from triage.labels import load_label_map
+from triage.labels import EXCLUDE, load_label_map
 from triage.lesions import KINDS_FOR_OUTCOME, find_spots, spot_crops
 from triage.preprocess import CANONICAL_SIZE, canonical_square, crop_bottom
 
@@ -119,15 +119,12 @@ def crop_eligible(source: str, labels: list[str], outcome: str, rules: dict | No
         # A manifest or ImageFolder source (a clinic's own photos): its labels are outcomes, and only the
         # spot-type outcomes can be trusted to describe each spot.
         return outcome in ("milia-like", "pustule")
-    targeted = [lab for lab in labels if (rule := rules.get((source, lab))) is not None and rule.outcome in _OUTCOMES]
+    targeted = [lab for lab in labels if (rule := rules.get((source, lab))) is not None and rule.outcome != EXCLUDE]
     if not targeted:
         return False
     return all(
         rules[(source, lab)].outcome == outcome and label_describes_spots(source, lab, outcome) for lab in targeted
     )
-
-
-_OUTCOMES = set(KINDS_FOR_OUTCOME)
 
 
 def crops_for_image(path: str, crop_share: float, outcome: str, max_spots: int = 3) -> list[tuple[dict, np.ndarray]]:

@@ -330,13 +330,7 @@ class Triage:
         Raises:
             UploadError: the file is not a readable photo.
         """
-        t0 = time.perf_counter()
-        photo = decode_upload(data)
-        decode_ms = (time.perf_counter() - t0) * 1e3
-        result = self.predict_image(photo.image, gate=gate, point=point)
-        result.timings_ms["decode"] = round(decode_ms, 2)
-        result.timings_ms["total"] = round(result.timings_ms["total"] + decode_ms, 2)
-        return result, photo.image
+        return self._predict_decoded(lambda: decode_upload(data), 0.0, gate, point)
 
     def predict_path(
         self,
@@ -346,14 +340,19 @@ class Triage:
         point: tuple[float, float] | None = None,
     ) -> TriageResult:
         """Triage a file on disk (around ``point`` when given). Raises UploadError for unreadable files."""
+        result, _ = self._predict_decoded(lambda: decode_path(path), crop_share, gate, point)
+        result.file = str(path)
+        return result
+
+    def _predict_decoded(self, decode, crop_share: float, gate: bool, point) -> tuple[TriageResult, Image.Image]:
+        """Decode (timed into the result's ``decode`` and ``total``), then :meth:`predict_image`."""
         t0 = time.perf_counter()
-        photo = decode_path(path)
+        photo = decode()
         decode_ms = (time.perf_counter() - t0) * 1e3
         result = self.predict_image(photo.image, crop_share, gate, point)
         result.timings_ms["decode"] = round(decode_ms, 2)
         result.timings_ms["total"] = round(result.timings_ms["total"] + decode_ms, 2)
-        result.file = str(path)
-        return result
+        return result, photo.image
 
 
 __all__ = [

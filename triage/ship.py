@@ -31,6 +31,14 @@ def _row(name: str, m: dict) -> str:
     )
 
 
+def _usefulness_cells(m: dict, recall: dict) -> str:
+    """Table cells: n, safety beside usefulness, then per-outcome recall of the benign outcomes."""
+    return (
+        f"{m['n']} | {m['refer_sensitivity']} | **{m['benign_usefulness']}** | {m['unsafe_miss_rate']} | "
+        f"{m['balanced_accuracy']} | {recall['milia-like']} | {recall['pustule']} | {recall['other']} |"
+    )
+
+
 def closeup_lines(model: dict) -> list[str]:
     """The whole-photo test split beside the close-up test set, both at the validation-chosen point."""
     names = (("whole photos (test split)", "test"), ("close-ups (test crops)", "closeup_test"))
@@ -49,12 +57,7 @@ def closeup_lines(model: dict) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in sets:
-        pc = m["per_class"]
-        lines.append(
-            f"| {name} | {m['n']} | {m['refer_sensitivity']} | **{m['benign_usefulness']}** | "
-            f"{m['unsafe_miss_rate']} | {m['balanced_accuracy']} | {pc['milia-like']['recall']} | "
-            f"{pc['pustule']['recall']} | {pc['other']['recall']} |"
-        )
+        lines.append(f"| {name} | " + _usefulness_cells(m, {k: v["recall"] for k, v in m["per_class"].items()}))
     return lines
 
 
@@ -81,12 +84,7 @@ def closeup_bench_lines(result: dict) -> list[str]:
     for policy, title in (("shipped", "shipped thresholds"), ("photos_and_closeups", "chosen on photos + close-ups")):
         for key, name in (("test", "test split"), ("test_crops", "close-up test set")):
             m = result[policy][key]
-            r = m["recall"]
-            lines.append(
-                f"| {title} | {name} | {m['n']} | {m['refer_sensitivity']} | **{m['benign_usefulness']}** | "
-                f"{m['unsafe_miss_rate']} | {m['balanced_accuracy']} | {r['milia-like']} | {r['pustule']} | "
-                f"{r['other']} |"
-            )
+            lines.append(f"| {title} | {name} | " + _usefulness_cells(m, m["recall"]))
     return lines
 
 

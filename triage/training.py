@@ -278,6 +278,11 @@ class CachedImages(Dataset):
         return (x - self.mean) / self.std, int(self.split.y[i])
 
 
+def images_for(set_name: str, cache: np.ndarray, crop_cache: np.ndarray | None) -> np.ndarray | None:
+    """The array a set's ``rows`` index: the crop cache for close-up sets (``*_crops``), else the photo cache."""
+    return crop_cache if set_name.endswith("_crops") else cache
+
+
 def crops_by_photo(split: Split, crops: Split) -> list[np.ndarray]:
     """For each photo of ``split``, the crop-cache rows of its crops (empty where it has none)."""
     by_parent: dict[int, list[int]] = {}
@@ -702,7 +707,7 @@ def run(cfg: TrainConfig, resume_dir: str | None = None) -> Path:
     dev = dd.device
 
     def logits_of(name: str, want_features: bool = False):
-        images = crop_cache if name.endswith("_crops") else cache
+        images = images_for(name, cache, crop_cache)
         if images is None:  # a build without crops: empty close-up sets
             return np.zeros((0, len(OUTCOMES)))
         rows = splits[name].rows

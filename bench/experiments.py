@@ -34,6 +34,10 @@ EXPERIMENTS: dict[str, dict] = {
     "screen-crops-off": {"lever": "lesion-centred crops: off (reference)", "set": SCREEN | {"lesion_crop_p": 0.0}},
     "screen-crops-on": {"lever": "lesion-centred crops: on (p = 0.5)", "set": SCREEN | CROPS},
     "screen-crops-on-192px": {"lever": "crops on, input 192 px", "set": SCREEN | CROPS | {"image_size": 192}},
+    "screen-diagnoses-crops-on": {
+        "lever": "crops on + diagnosis-level labels",
+        "set": SCREEN | CROPS | {"diagnosis_labels": "true"},
+    },
     "loso-roboflow_acne-crops-on": {
         "lever": "leave-one-source-out, crops on",
         "set": SCREEN | CROPS | {"holdout_source": "roboflow_acne"},

@@ -261,6 +261,22 @@ def test_run_with_crops_and_a_held_out_source_reports_closeups_and_the_source(da
         assert 0.0 <= model[key]["benign_usefulness"] <= 1.0
 
 
+def test_run_on_diagnosis_labels_serves_four_outcomes(dataset, built, make_photo):
+    out = dataset["root"] / "runs"
+    flags = ["--diagnosis-labels", "true", "--diagnosis-min-count", "1"]
+    assert _train_main()(["--data", str(dataset["proc"]), "--out", str(out), "--name", "dx", *TINY, *flags]) == 0
+    meta = torch.load(out / "dx" / "model.pt", map_location="cpu", weights_only=True)["meta"]
+    # Every (source, label) pair of the training split is a class of its own, after the four catch-alls.
+    train_pairs = {(r["source"], r["source_labels"]) for r in built["rows"] if r["split"] == "train"}
+    assert len(meta["diagnoses"]) == len(meta["diagnosis_outcomes"]) == len(OUTCOMES) + len(train_pairs)
+    assert sorted(set(meta["diagnosis_outcomes"])) == list(range(len(OUTCOMES)))
+    engine = Triage.load(out / "dx" / "model.pt", threads=None)
+    x = engine.input_tensor(make_photo(7))
+    probs, _ = engine.model_outputs(x)
+    assert probs.shape == (1, len(OUTCOMES)) and abs(probs.sum() - 1.0) < 1e-6
+    assert "diagnosis_labels" in meta["train_config"] and meta["train_config"]["diagnosis_labels"] is True
+
+
 def test_baseline_run_reports_standard_recipe_and_probes(dataset, built):
     out = dataset["root"] / "runs"
     args = [

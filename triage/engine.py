@@ -199,7 +199,8 @@ class Triage:
             meta = ckpt["meta"]
             if list(meta["classes"]) != list(OUTCOMES):
                 raise ModelLoadError(f"{path.name} was trained for classes {meta['classes']}, not {list(OUTCOMES)}.")
-            model = build_model(meta["arch"], len(OUTCOMES), None, float(meta.get("dropout", 0.2)))
+            groups = meta.get("diagnosis_outcomes")  # a model trained on diagnosis-level labels
+            model = build_model(meta["arch"], len(OUTCOMES), None, float(meta.get("dropout", 0.2)), groups)
             model.load_state_dict(ckpt["state_dict"], strict=True)
         except ModelLoadError:
             raise

@@ -43,17 +43,56 @@ BACKBONES: dict[str, Backbone] = {
 }
 
 
-def _replace_head(model: nn.Module, num_classes: int, dropout: float) -> nn.Module:
+class OutcomeHead(nn.Module):
+    """A linear layer over diagnosis classes whose outputs, in evaluation mode, are outcome log-probabilities.
+
+    In training mode it returns the diagnosis logits the loss needs (:mod:`triage.diagnoses`); in evaluation
+    mode (validation, calibration, serving, export) ``log(sum of the softmax over each outcome's diagnoses)``,
+    which every consumer of four outcome logits can use unchanged: their softmax is the summed probability.
+
+    Args:
+        in_features: width of the pooled features.
+        groups: the outcome index of each diagnosis class.
+    """
+
+    def __init__(self, in_features: int, groups: list[int]) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, len(groups))
+        member = torch.zeros(max(groups) + 1, len(groups))
+        member[torch.as_tensor(groups), torch.arange(len(groups))] = 1.0
+        # A large negative number instead of -inf keeps the exported graph free of inf arithmetic.
+        self.register_buffer("log_member", (member - 1.0) * 1e4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.linear(x)
+        if self.training:
+            return logits
+        log_p = torch.log_softmax(logits, dim=1)
+        return torch.logsumexp(log_p.unsqueeze(1) + self.log_member.unsqueeze(0), dim=2)
+
+
+def _replace_head(model: nn.Module, num_classes: int, dropout: float, groups: list[int] | None = None) -> nn.Module:
     last = model.classifier[-1]
     assert isinstance(last, nn.Linear)
-    model.classifier[-1] = nn.Linear(last.in_features, num_classes)
+    if groups:
+        if max(groups) + 1 != num_classes or sorted(set(groups)) != list(range(num_classes)):
+            raise ValueError(f"diagnosis groups must cover the {num_classes} outcomes, got {sorted(set(groups))}")
+        model.classifier[-1] = OutcomeHead(last.in_features, list(groups))
+    else:
+        model.classifier[-1] = nn.Linear(last.in_features, num_classes)
     for m in model.classifier:
         if isinstance(m, nn.Dropout):
             m.p = dropout
     return model
 
 
-def build_model(arch: str, num_classes: int, init: str | Path | None = None, dropout: float = 0.2) -> nn.Module:
+def build_model(
+    arch: str,
+    num_classes: int,
+    init: str | Path | None = None,
+    dropout: float = 0.2,
+    groups: list[int] | None = None,
+) -> nn.Module:
     """Build ``arch`` with a fresh ``num_classes`` head.
 
     Args:
@@ -63,6 +102,9 @@ def build_model(arch: str, num_classes: int, init: str | Path | None = None, dro
             a path to an ImageNet state dict; or a torchvision weights name such
             as ``"IMAGENET1K_V1"`` (found offline in ``$TORCH_HOME/hub/checkpoints``).
         dropout: dropout before the final linear layer.
+        groups: with diagnosis-level labels, the outcome index of each diagnosis class: the head is then an
+            :class:`OutcomeHead` (diagnosis logits in training, ``num_classes`` outcome log-probabilities in
+            evaluation). ``None``: a plain ``num_classes`` linear head.
     """
     if arch not in BACKBONES:
         raise KeyError(f"unknown architecture {arch!r}; choose from {sorted(BACKBONES)}")
@@ -73,7 +115,7 @@ def build_model(arch: str, num_classes: int, init: str | Path | None = None, dro
         model = spec.builder(weights=None)
         if init is not None:
             model.load_state_dict(torch.load(init, map_location="cpu", weights_only=True), strict=True)
-    return _replace_head(model, num_classes, dropout)
+    return _replace_head(model, num_classes, dropout, groups)
 
 
 def _is_folded(bn: nn.BatchNorm2d) -> bool:

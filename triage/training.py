@@ -29,6 +29,7 @@ from triage import metrics as M
 from triage.augment import train_transform
 from triage.calibration import fit_temperature, nll
 from triage.crops import open_crop_cache, read_crop_rows
+from triage.diagnoses import diagnosis_key, encode, vocabulary
 from triage.models import BACKBONES, build_model, classify_features, features, unfold_batchnorm
 from triage.ood import fit_ood
 from triage.outcomes import OUTCOMES
@@ -71,6 +72,8 @@ class TrainConfig:
     lesion_crop_p: float = 0.0  # share of draws of a crop-eligible photo replaced by one of its lesion-centred crops
     closeup_thresholds: bool = True  # choose the operating point on validation photos and close-up crops together
     holdout_source: str = ""  # leave this source out of train/val/test and evaluate on all of it
+    diagnosis_labels: bool = False  # train on the sources' own labels, summed to outcomes (triage.diagnoses)
+    diagnosis_min_count: int = 30  # fewer training photos: the diagnosis joins its outcome's catch-all class
     extra: dict = field(default_factory=dict)
 
 
@@ -189,12 +192,14 @@ class Split:
     fitz: np.ndarray
     group: np.ndarray
     parent: np.ndarray | None = None  # close-up sets: the photo-cache row each crop was cut from
+    diagnosis: np.ndarray | None = None  # triage.diagnoses.diagnosis_key of each row
 
     def subset(self, keep: np.ndarray) -> Split:
         """The rows where ``keep`` is true."""
         return Split(
             *(getattr(self, f)[keep] for f in ("rows", "y", "source", "fitz", "group")),
             parent=None if self.parent is None else self.parent[keep],
+            diagnosis=None if self.diagnosis is None else self.diagnosis[keep],
         )
 
 
@@ -204,7 +209,8 @@ def _split_from_rows(rows: list[dict], row_key: str) -> Split:
 
     if not rows:
         empty = np.zeros(0, dtype=int)
-        return Split(empty, empty, np.zeros(0, dtype=str), empty, np.zeros(0, dtype=str), parent=empty)
+        none = np.zeros(0, dtype=str)
+        return Split(empty, empty, none, empty, none, parent=empty, diagnosis=none)
     return Split(
         col(row_key, int),
         np.asarray([OUTCOMES.index(r["label"]) for r in rows]),
@@ -212,6 +218,7 @@ def _split_from_rows(rows: list[dict], row_key: str) -> Split:
         col("fitzpatrick", int),
         col("group"),
         parent=col("cache_row", int),
+        diagnosis=np.asarray([diagnosis_key(r["source"], r["source_labels"]) for r in rows]),
     )
 
 
@@ -244,6 +251,7 @@ class CachedImages(Dataset):
     With ``crops`` (a crop cache, the rows of each photo's lesion-centred crops and a share ``crop_p``),
     a draw of a photo that has crops is replaced, ``crop_p`` of the time, by one of its crops picked at
     random, augmented by ``crop_transform`` (which must not zoom in further: the crop already frames the spot).
+    ``labels`` replaces the outcome targets (``split.y``), e.g. by diagnosis classes.
     """
 
     def __init__(
@@ -254,8 +262,10 @@ class CachedImages(Dataset):
         mean,
         std,
         crops: tuple[np.ndarray, list[np.ndarray], float, object] | None = None,
+        labels: np.ndarray | None = None,
     ) -> None:
         self.cache, self.split, self.transform = cache, split, transform
+        self.labels = split.y if labels is None else labels
         self.mean = torch.tensor(mean).view(3, 1, 1)
         self.std = torch.tensor(std).view(3, 1, 1)
         self.crops = crops
@@ -275,7 +285,7 @@ class CachedImages(Dataset):
             image = np.asarray(self.cache[self.split.rows[i]])
         img = tf(image=image)["image"]
         x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
-        return (x - self.mean) / self.std, int(self.split.y[i])
+        return (x - self.mean) / self.std, int(self.labels[i])
 
 
 def images_for(set_name: str, cache: np.ndarray, crop_cache: np.ndarray | None) -> np.ndarray | None:
@@ -427,8 +437,18 @@ def _train_transforms(cfg: TrainConfig, aug_seed: int):
     )
 
 
+def diagnosis_classes(cfg: TrainConfig, train: Split) -> tuple[list[str], list[int]] | None:
+    """The diagnosis classes and their outcomes when ``cfg`` trains on diagnosis-level labels, else ``None``."""
+    if not cfg.diagnosis_labels:
+        return None
+    return vocabulary(train.diagnosis.tolist(), train.y.tolist(), cfg.diagnosis_min_count)
+
+
 def _make_loader(cfg: TrainConfig, cache, splits, dd: DistInfo, aug_seed: int, g: torch.Generator) -> DataLoader:
-    """The training loader: balanced sampling (shared out across DDP ranks) over photos and their crops."""
+    """The training loader: balanced sampling (shared out across DDP ranks) over photos and their crops.
+
+    Sampling always balances outcomes and sources; with diagnosis-level labels only the targets change.
+    """
     spec = BACKBONES[cfg.arch]
     tr = splits["train"]
     tf, crop_tf = _train_transforms(cfg, aug_seed)
@@ -436,7 +456,9 @@ def _make_loader(cfg: TrainConfig, cache, splits, dd: DistInfo, aug_seed: int, g
     crop_cache = open_crop_cache(Path(cfg.data)) if cfg.lesion_crop_p > 0 else None
     if crop_cache is not None and len(splits["train_crops"].rows):
         crops = (crop_cache, crops_by_photo(tr, splits["train_crops"]), cfg.lesion_crop_p, crop_tf)
-    ds = CachedImages(cache, tr, tf, spec.mean, spec.std, crops)
+    classes = diagnosis_classes(cfg, tr)
+    labels = encode(tr.diagnosis.tolist(), tr.y.tolist(), classes[0]) if classes else None
+    ds = CachedImages(cache, tr, tf, spec.mean, spec.std, crops, labels)
     if dd.enabled:
         # Each rank takes its slice of one shared draw per epoch; balancing works as in a single process.
         if cfg.balance == "none":
@@ -556,7 +578,10 @@ def train_model(
     """
     dd = dist_info or DistInfo()
     spec = BACKBONES[cfg.arch]
-    model = build_model(cfg.arch, len(OUTCOMES), _init_path(cfg), cfg.dropout).to(memory_format=torch.channels_last)
+    classes = diagnosis_classes(cfg, splits["train"])
+    groups = classes[1] if classes else None
+    model = build_model(cfg.arch, len(OUTCOMES), _init_path(cfg), cfg.dropout, groups)
+    model = model.to(memory_format=torch.channels_last)
     # Before any training-mode step; a resumed run overwrites all of it with its saved state.
     unfold_batchnorm(model, _calibration_batch(cache, splits["train"].rows, cfg, spec))
     if dd.device is not None:
@@ -774,6 +799,9 @@ def run(cfg: TrainConfig, resume_dir: str | None = None) -> Path:
         },
         "train_config": {k: v for k, v in asdict(cfg).items() if isinstance(v, int | float | str | bool)},
     }
+    classes = diagnosis_classes(cfg, splits["train"])
+    if classes:
+        meta["diagnoses"], meta["diagnosis_outcomes"] = classes
     if dev is not None:
         model = model.cpu()  # a checkpoint of CPU tensors, like a single process writes
     save_checkpoint(model, meta, run_dir / "model.pt")
@@ -807,6 +835,7 @@ def standard_recipe_config(cfg: TrainConfig) -> TrainConfig:
             "label_smoothing": 0.0,
             "augment": "standard",
             "calibrate": False,
+            "diagnosis_labels": False,
         }
     )
 

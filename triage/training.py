@@ -446,10 +446,13 @@ def diagnosis_classes(cfg: TrainConfig, train: Split) -> tuple[list[str], list[i
     return vocabulary(train.diagnosis.tolist(), train.y.tolist(), cfg.diagnosis_min_count)
 
 
-def _make_loader(cfg: TrainConfig, cache, splits, dd: DistInfo, aug_seed: int, g: torch.Generator) -> DataLoader:
+def _make_loader(
+    cfg: TrainConfig, cache, splits, dd: DistInfo, aug_seed: int, g: torch.Generator, classes=None
+) -> DataLoader:
     """The training loader: balanced sampling (shared out across DDP ranks) over photos and their crops.
 
-    Sampling always balances outcomes and sources; with diagnosis-level labels only the targets change.
+    Sampling always balances outcomes and sources; with diagnosis ``classes`` (:func:`diagnosis_classes`)
+    only the targets change.
     """
     spec = BACKBONES[cfg.arch]
     tr = splits["train"]
@@ -458,7 +461,6 @@ def _make_loader(cfg: TrainConfig, cache, splits, dd: DistInfo, aug_seed: int, g
     crop_cache = open_crop_cache(Path(cfg.data)) if cfg.lesion_crop_p > 0 else None
     if crop_cache is not None and len(splits["train_crops"].rows):
         crops = (crop_cache, crops_by_photo(tr, splits["train_crops"]), cfg.lesion_crop_p, crop_tf)
-    classes = diagnosis_classes(cfg, tr)
     labels = encode(tr.diagnosis.tolist(), tr.y.tolist(), classes[0]) if classes else None
     ds = CachedImages(cache, tr, tf, spec.mean, spec.std, crops, labels)
     if dd.enabled:
@@ -590,7 +592,7 @@ def train_model(
         model = model.to(dd.device)
     aug_seed = cfg.seed + RANK_SEED_STRIDE * dd.rank  # == cfg.seed in a single process
     g = torch.Generator().manual_seed(cfg.seed)
-    loader = _make_loader(cfg, cache, splits, dd, aug_seed, g)
+    loader = _make_loader(cfg, cache, splits, dd, aug_seed, g, classes)
     net: nn.Module = model
     if dd.enabled:
         from torch.nn.parallel import DistributedDataParallel

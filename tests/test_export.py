@@ -86,6 +86,19 @@ def test_exported_probabilities_match_pytorch(exported):
     assert torch_engine.temperature == pytest.approx(1.7)
 
 
+def test_diagnosis_level_head_exports_with_parity(tmp_path):
+    # The shipped recipe trains on diagnosis-level labels: the graph must sum diagnoses to the four outcomes.
+    from triage.export import export_onnx
+
+    groups = [0, 1, 2, 3, 3, 3, 2, 1, 3, 0]
+    ckpt = write_tiny_checkpoint(tmp_path / "dx.pt", temperature=1.3, diagnosis_outcomes=groups)
+    summary = export_onnx(ckpt, tmp_path / "dx.onnx")
+    assert summary["max_abs_diff"]["probabilities"] < MAX_PROB_DIFF
+    x = parity_inputs(Triage.load(ckpt, threads=1), n=3, seed=5)
+    probs, _ = OnnxTriage.load(tmp_path / "dx.onnx", threads=1).model_outputs(x)
+    assert probs.shape == (3, 4) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
 def test_full_pipeline_agrees_between_backends(exported, tmp_path):
     torch_engine = Triage.load(exported["checkpoint"], threads=1)
     onnx_engine = OnnxTriage.load(exported["onnx"], threads=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from triage.ship import MEASURED_BEGIN, MEASURED_END, loso_lines, refresh_measured
+from triage.ship import MEASURED_BEGIN, MEASURED_END, loso_lines, recipe_summary, refresh_measured
 
 
 def test_refresh_replaces_only_the_measured_part_and_appends_it_once():
@@ -31,3 +31,14 @@ def test_loso_table_lists_only_held_out_rows_with_safety_beside_usefulness():
     body = [line for line in lines if line.startswith("| ascid")]
     assert len(body) == 1 and "0.95 | **0.41**" in body[0]
     assert loso_lines(rows[:1]) == []
+
+
+def test_recipe_summary_names_the_levers_the_checkpoint_was_trained_with():
+    plain = {"train_config": {"epochs": 8, "lesion_crop_p": 0.0, "diagnosis_labels": False}}
+    assert "crops" not in recipe_summary(plain) and "diagnosis" not in recipe_summary(plain)
+    dx = {
+        "train_config": {"epochs": 8, "lesion_crop_p": 0.5, "diagnosis_labels": True},
+        "diagnoses": ["a", "b", "c", "d", "e"],
+    }
+    text = recipe_summary(dx)
+    assert "lesion-centred crops p = 0.5" in text and "5 diagnosis-level classes" in text and "8 epochs" in text

@@ -88,6 +88,17 @@ def closeup_bench_lines(result: dict) -> list[str]:
     return lines
 
 
+def recipe_summary(meta: dict) -> str:
+    """The shipped model's recipe in a few words, from the training config stored in its checkpoint."""
+    cfg = meta.get("train_config", {})
+    parts = ["balanced sampling", "phone augmentation"]
+    if float(cfg.get("lesion_crop_p") or 0) > 0:
+        parts.append(f"lesion-centred crops p = {cfg['lesion_crop_p']}")
+    if cfg.get("diagnosis_labels"):
+        parts.append(f"{len(meta.get('diagnoses', []))} diagnosis-level classes summed to outcomes")
+    return ", ".join([*parts, f"{cfg.get('epochs', '?')} epochs", "calibrated", "safety operating point"])
+
+
 def loso_lines(rows: list[dict]) -> list[str]:
     """Fine-tuned leave-one-source-out rows of ``results/experiments.csv`` as a table."""
     rows = [r for r in rows if r.get("holdout_source")]
@@ -97,18 +108,18 @@ def loso_lines(rows: list[dict]) -> list[str]:
         "",
         "## Fine-tuned leave-one-source-out",
         "",
-        "The training recipe (3-epoch screening budget) trained, selected and calibrated without one source, then "
-        "scored on every photo of that source at its validation-chosen safety point: the closest proxy here "
-        "for an atlas or camera the model has never seen. `python bench/experiments.py run <name>`; commands "
-        "and wall times in `results/experiments.csv`.",
+        "Each recipe trained, selected and calibrated without one source, then scored on every photo of that "
+        "source at its validation-chosen safety point: the closest proxy here for an atlas or camera the model "
+        "has never seen. `python bench/experiments.py run <name>`; commands and wall times in "
+        "`results/experiments.csv`.",
         "",
-        "| held-out source | recipe | refer sens. | benign usefulness | unsafe miss | balanced acc. | "
+        "| held-out source | recipe | epochs | refer sens. | benign usefulness | unsafe miss | balanced acc. | "
         "benign usefulness on its close-ups |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['holdout_source']} | {r['lever']} | {r['holdout_refer_sensitivity']} | "
+            f"| {r['holdout_source']} | {r['lever']} | {r.get('epochs', '')} | {r['holdout_refer_sensitivity']} | "
             f"**{r['holdout_benign_usefulness']}** | {r['holdout_unsafe_miss_rate']} | "
             f"{r['holdout_balanced_accuracy']} | {r['holdout_closeup_benign_usefulness']} |"
         )
@@ -163,7 +174,7 @@ def render_card(meta: dict, report: dict, size_mb: float, sha: str, command: str
         "| model | refer sens. | benign usefulness | balanced acc. | unsafe miss | milia recall | milia precision "
         "| ECE | macro F1 |",
         "|---|---|---|---|---|---|---|---|---|",
-        _row("shipped (balanced sampling, phone augmentation, calibrated, safety operating point)", t),
+        _row(f"shipped ({recipe_summary(meta)})", t),
     ]
     if "standard_recipe" in report:
         lines.append(_row("standard recipe (plain CE, no balancing, argmax)", report["standard_recipe"]["test"]))

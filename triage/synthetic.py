@@ -173,8 +173,12 @@ def write_tiny_checkpoint(
     image_size: int = 64,
     temperature: float = 1.7,
     seed: int = 0,
+    diagnosis_outcomes: list[int] | None = None,
 ) -> Path:
     """Save a random-weight but complete checkpoint (temperature, thresholds, OOD state) and its ``.sha256``.
+
+    With ``diagnosis_outcomes`` (the outcome index of each diagnosis class), the head is the diagnosis-level
+    :class:`triage.models.OutcomeHead` of a model trained with ``diagnosis_labels``.
 
     Batch-norm statistics are re-estimated on a few generated photos and the
     OOD state is fitted on their features, so outputs are finite and every
@@ -194,7 +198,8 @@ def write_tiny_checkpoint(
 
     spec = BACKBONES[arch]
     torch.manual_seed(seed)
-    model = build_model(arch, len(OUTCOMES), None).to(memory_format=torch.channels_last)
+    groups = list(diagnosis_outcomes) if diagnosis_outcomes else None
+    model = build_model(arch, len(OUTCOMES), None, groups=groups).to(memory_format=torch.channels_last)
     squares = np.stack(
         [
             canonical_square(cast_and_grain(synthetic_photo(np.random.default_rng(seed + i), (96, 96)), i))
@@ -224,6 +229,9 @@ def write_tiny_checkpoint(
         "metrics": {},
         "train_config": {"arch": arch, "image_size": image_size, "seed": seed},
     }
+    if groups:
+        meta["diagnosis_outcomes"] = groups
+        meta["diagnoses"] = [f"tiny:{i}" for i in range(len(groups))]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, meta, path)

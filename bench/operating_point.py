@@ -71,7 +71,8 @@ def main() -> None:
     cfg = ckpt["meta"]["train_config"]
     cache, splits, fingerprint = load_splits(Path(cfg["data"]))
     tight_test = tight_crop(np.asarray(cache[splits["test"].rows]))
-    shipped = build_model(cfg["arch"], 4, None, cfg["dropout"])
+    # A model trained on diagnosis-level labels has a head over its diagnoses, summed to outcomes.
+    shipped = build_model(cfg["arch"], 4, None, cfg["dropout"], ckpt["meta"].get("diagnosis_outcomes"))
     shipped.load_state_dict(ckpt["state_dict"])
     standard = build_model(cfg["arch"], 4, None, cfg["dropout"])
     standard.load_state_dict(torch.load(run / "baseline_last.pt", map_location="cpu", weights_only=True)["best_model"])

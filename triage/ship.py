@@ -88,6 +88,19 @@ def closeup_bench_lines(result: dict) -> list[str]:
     return lines
 
 
+def _binding_closeups(model: dict) -> list[str]:
+    """A failure-mode line when the operating point had to be safe on validation close-ups as well."""
+    op = model.get("val_operating_point", {})
+    if "closeup_refer_sensitivity" not in op or "test" not in model:
+        return []
+    return [
+        "- The operating point must keep refer sensitivity ≥ 0.95 on validation close-ups as well as on whole "
+        f"photos (validation: close-ups {op['closeup_refer_sensitivity']:.3f}, photos {op['refer_sensitivity']:.3f}"
+        "). Where the close-ups bind, whole photos get a more cautious point than they need on their own "
+        f"(test refer sensitivity {model['test']['refer_sensitivity']}), paid for in benign usefulness."
+    ]
+
+
 def recipe_summary(meta: dict) -> str:
     """The shipped model's recipe in a few words, from the training config stored in its checkpoint."""
     cfg = meta.get("train_config", {})
@@ -177,7 +190,9 @@ def render_card(meta: dict, report: dict, size_mb: float, sha: str, command: str
         _row(f"shipped ({recipe_summary(meta)})", t),
     ]
     if "standard_recipe" in report:
-        lines.append(_row("standard recipe (plain CE, no balancing, argmax)", report["standard_recipe"]["test"]))
+        lines.append(
+            _row("standard recipe (plain CE, no balancing, outcome labels, argmax)", report["standard_recipe"]["test"])
+        )
     if "linear_probe" in report:
         lines.append(_row("frozen ImageNet features + logistic regression", report["linear_probe"]["test"]))
     lines += [
@@ -240,6 +255,7 @@ def render_card(meta: dict, report: dict, size_mb: float, sha: str, command: str
         f"- The safety operating point sends many pustule and 'other' photos to refer-to-doctor (test recall "
         f"{t['per_class']['pustule']['recall']} and {t['per_class']['other']['recall']}): the price of refer "
         "sensitivity ≥ 0.95 with this small model. A client then hears 'see a doctor first', never 'book'.",
+        *_binding_closeups(m),
         "- Source shortcut: most 'other' examples are dermoscopic (HAM10000, ISIC) while milia and pustules are "
         "clinical web photos; clinical 'other' photos (atlas moles, keloids) are the weakest group.",
         "- Milia examples are few (443 images, mostly one web-scraped source); the roboflow 'Milium' label is noisy.",

@@ -28,10 +28,7 @@ def _non_skin_images() -> dict:
     spec = importlib.util.spec_from_file_location("quality_rates", Path(__file__).with_name("quality_rates.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    samples = mod._skimage_samples()
-    if not samples:  # the non-skin set then shrinks to the generated scenes: not comparable with earlier runs
-        print("warning: scikit-image is not installed (pip install scikit-image): its sample photos are left out")
-    return samples | mod._generated_scenes(np.random.default_rng(0))
+    return mod._skimage_samples() | mod._generated_scenes(np.random.default_rng(0))
 
 
 def _rates(results) -> dict:

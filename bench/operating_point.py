@@ -24,7 +24,7 @@ import torch
 
 from triage import metrics as M
 from triage.calibration import fit_temperature
-from triage.models import BACKBONES, build_model
+from triage.models import BACKBONES, build_model, model_for_checkpoint
 from triage.policy import choose_thresholds, decide, softmax
 from triage.training import load_splits, predict_logits
 
@@ -71,8 +71,7 @@ def main() -> None:
     cfg = ckpt["meta"]["train_config"]
     cache, splits, fingerprint = load_splits(Path(cfg["data"]))
     tight_test = tight_crop(np.asarray(cache[splits["test"].rows]))
-    # A model trained on diagnosis-level labels has a head over its diagnoses, summed to outcomes.
-    shipped = build_model(cfg["arch"], 4, None, cfg["dropout"], ckpt["meta"].get("diagnosis_outcomes"))
+    shipped = model_for_checkpoint(ckpt["meta"])
     shipped.load_state_dict(ckpt["state_dict"])
     standard = build_model(cfg["arch"], 4, None, cfg["dropout"])
     standard.load_state_dict(torch.load(run / "baseline_last.pt", map_location="cpu", weights_only=True)["best_model"])

@@ -110,7 +110,8 @@ def _generated_scenes(rng: np.random.Generator) -> dict[str, Image.Image]:
 def _skimage_samples() -> dict[str, Image.Image]:
     try:
         import skimage.data as skd
-    except ImportError:
+    except ImportError:  # the non-skin set then shrinks to the generated scenes: not comparable with other runs
+        print("warning: scikit-image is not installed (pip install scikit-image): its sample photos are left out")
         return {}
     out = {}
     for name in SKIMAGE_NON_SKIN:

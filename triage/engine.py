@@ -19,7 +19,7 @@ from PIL import Image
 
 from triage.combine import TAP_RULE, combine_crop_probabilities
 from triage.decode import UploadError, decode_path, decode_upload
-from triage.models import build_model, classify_features, features
+from triage.models import classify_features, features, model_for_checkpoint
 from triage.ood import ood_scores
 from triage.outcomes import CANT_ASSESS, OUTCOMES, most_cautious
 from triage.policy import Thresholds, decide
@@ -199,8 +199,7 @@ class Triage:
             meta = ckpt["meta"]
             if list(meta["classes"]) != list(OUTCOMES):
                 raise ModelLoadError(f"{path.name} was trained for classes {meta['classes']}, not {list(OUTCOMES)}.")
-            groups = meta.get("diagnosis_outcomes")  # a model trained on diagnosis-level labels
-            model = build_model(meta["arch"], len(OUTCOMES), None, float(meta.get("dropout", 0.2)), groups)
+            model = model_for_checkpoint(meta)
             model.load_state_dict(ckpt["state_dict"], strict=True)
         except ModelLoadError:
             raise

@@ -180,6 +180,16 @@ def build_model(
     return _replace_head(model, num_classes, dropout, groups)
 
 
+def model_for_checkpoint(meta: dict) -> nn.Module:
+    """An untrained network shaped like the checkpoint with this ``meta``, ready for its ``state_dict``.
+
+    A model trained on diagnosis-level labels (``meta["diagnosis_outcomes"]``) gets its :class:`OutcomeHead`.
+    """
+    return build_model(
+        meta["arch"], len(meta["classes"]), None, float(meta.get("dropout", 0.2)), meta.get("diagnosis_outcomes")
+    )
+
+
 def _is_folded(bn: nn.BatchNorm2d) -> bool:
     """A batch-norm layer left as an identity by BN folding: mean 0, variance 1 - eps, weight 1, never updated."""
     return (

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from triage.labels import EXCLUDE, LABEL_MAP_PATH, load_label_map, map_labels
-from triage.outcomes import MILIA, OTHER, OUTCOMES, PUSTULE, REFER, most_cautious
+from triage.outcomes import MILIA, OTHER, OUTCOMES, PUSTULE, REFER, most_cautious_label
 from triage.sources import REGISTRY
 
 
@@ -71,11 +71,11 @@ def test_unknown_label_raises(source, labels):
 
 
 def test_caution_order():
-    assert most_cautious([OTHER, MILIA]) == MILIA
-    assert most_cautious([MILIA, PUSTULE, OTHER]) == PUSTULE
-    assert most_cautious([PUSTULE, REFER, MILIA]) == REFER
+    assert most_cautious_label([OTHER, MILIA]) == MILIA
+    assert most_cautious_label([MILIA, PUSTULE, OTHER]) == PUSTULE
+    assert most_cautious_label([PUSTULE, REFER, MILIA]) == REFER
     with pytest.raises(ValueError):
-        most_cautious([])
+        most_cautious_label([])
 
 
 @pytest.mark.parametrize(

@@ -171,32 +171,57 @@ def _res(outcome: str, file: str | None, reasons: list[str] | None = None) -> Tr
     )
 
 
-@pytest.mark.parametrize(
-    "outcomes, expected",
-    [
-        ([OTHER, MILIA], MILIA),
-        ([MILIA, PUSTULE, OTHER], PUSTULE),
-        ([PUSTULE, REFER, MILIA], REFER),
-        ([REFER, CANT_ASSESS, OTHER], CANT_ASSESS),
-        ([OTHER, OTHER], OTHER),
-    ],
-)
-def test_combine_most_cautious_wins(outcomes, expected):
-    results = [_res(o, f"photo_{i}.jpg") for i, o in enumerate(outcomes)]
-    combined = combine_results(results)
+#: The answer order, most cautious first: a referral leads whatever else was found (see triage.outcomes).
+ANSWER_ORDER = [REFER, OTHER, CANT_ASSESS, PUSTULE, MILIA]
+
+
+@pytest.mark.parametrize("first", ANSWER_ORDER)
+@pytest.mark.parametrize("second", ANSWER_ORDER)
+def test_combine_every_pair_the_more_cautious_leads(first, second):
+    combined = combine_results([_res(first, "a.jpg"), _res(second, "b.jpg")])
+    expected = min(first, second, key=ANSWER_ORDER.index)
     assert combined.outcome == expected
-    first = outcomes.index(expected)
-    assert f"photo_{first}.jpg" in combined.reasons[0]
-    assert f"of {len(outcomes)} photos" in combined.reasons[0]
+    lead = "a.jpg" if first == expected else "b.jpg"
+    assert combined.reasons[0].startswith(f"{lead} led this answer")
     assert combined.reason_codes == [f"code-{expected}"]
-    assert combined.timings_ms["total"] == pytest.approx(10.0 * len(outcomes))
+    declined = [f for f, o in (("a.jpg", first), ("b.jpg", second)) if o == CANT_ASSESS and f != lead]
+    said_declined = [r for r in combined.reasons if "could not be assessed" in r]
+    assert said_declined == [f"{d} could not be assessed: please retake it." for d in declined]
+
+
+def test_a_referral_is_never_hidden_behind_photos_that_could_not_be_assessed():
+    results = [_res(CANT_ASSESS, None), _res(REFER, None, ["Doctor reason."]), _res(CANT_ASSESS, None)]
+    combined = combine_results(results)
+    assert combined.outcome == REFER
+    assert combined.reasons == [
+        "Photo 2 led this answer: the most careful of the 3 photos checked.",
+        "Photo 1 and Photo 3 could not be assessed: please retake them.",
+        "Doctor reason.",
+    ]
+    assert combined.timings_ms["total"] == pytest.approx(30.0)
+    assert not any(code in " ".join(combined.reasons) for code in (*OUTCOMES, CANT_ASSESS))
+
+
+def test_combine_keeps_the_first_of_equally_cautious_photos():
+    combined = combine_results([_res(OTHER, "x.jpg"), _res(OTHER, "y.jpg")])
+    assert combined.outcome == OTHER and combined.reasons[0].startswith("x.jpg led")
+
+
+def test_one_photo_combined_is_its_own_answer():
+    combined = combine_results([_res(PUSTULE, "x.jpg", ["Own reason."])])
+    assert combined.outcome == PUSTULE and combined.reasons == ["Own reason."]
+
+
+def test_unknown_outcome_cannot_be_combined():
+    with pytest.raises(ValueError, match="unknown outcome"):
+        combine_results([_res(OTHER, "x.jpg"), TriageResult(outcome="fine", probabilities=None)])
 
 
 def test_combine_names_photo_by_position_without_file_and_keeps_driver_reasons():
     results = [_res(OTHER, None), _res(REFER, None, ["The photo's features were mixed."])]
     combined = combine_results(results)
     assert combined.outcome == REFER
-    assert "photo 2" in combined.reasons[0]
+    assert combined.reasons[0].startswith("Photo 2 led")
     assert combined.reasons[1:] == ["The photo's features were mixed."]
     assert combined.probabilities == results[1].probabilities
     assert "file" not in combined.to_dict()

@@ -139,7 +139,7 @@ def test_cli_combine_takes_three_photos_and_says_so_about_a_fourth(capsys, tiny_
     assert "outcome" in rows[2]
     assert rows[3] == {"file": str(spot), "error": TOO_MANY_PHOTOS_MESSAGE} and MAX_PHOTOS == 3
     combined = rows[4]["combined"]
-    assert "of 2 photos" in combined["reasons"][0]
+    assert "the most careful of the 2 photos checked" in combined["reasons"][0]
 
 
 def test_cli_text_output_says_which_spot_was_judged(capsys, tiny_model, spot):
@@ -165,7 +165,7 @@ def test_the_most_cautious_photo_leads_and_is_named():
     ]
     lead, driver = lead_answer(answers)
     assert lead.outcome == "pustule" and driver.number == 3
-    assert lead.reasons[0] == "Photo 3 gave the most careful answer (pustule) of 2 photos."
+    assert lead.reasons[0] == "Photo 3 led this answer: the most careful of the 2 photos checked."
     page = photo_answers_html(answers)
     assert page.count("<img") == 2 and "Photo 2:</strong> This file doesn" in page
     assert "framed area around the spot you tapped" in page and "(the whole photo)" in page

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from triage.outcomes import CAUTION, OUTCOMES
+from triage.outcomes import ANSWER_CAUTION, OUTCOMES
 from triage.policy import Thresholds, decide
 
 MEAN = "mean"
@@ -46,7 +46,7 @@ def combine_crop_probabilities(
     if rule == CAUTIOUS:
         per_crop = decide(probs, thresholds)
         # max() keeps the first of equally cautious crops: the smallest, the one closest to the spot.
-        row = max(range(len(per_crop)), key=lambda k: CAUTION[OUTCOMES[int(per_crop[k])]])
+        row = max(range(len(per_crop)), key=lambda k: ANSWER_CAUTION[OUTCOMES[int(per_crop[k])]])
         return int(per_crop[row]), probs[row]
     raise ValueError(f"unknown rule {rule!r}; expected one of {RULES}")
 

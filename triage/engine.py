@@ -36,7 +36,10 @@ OOD_MESSAGE = (
     "This photo doesn't look like the close-ups of skin we can assess. "
     "Please take a clear close-up of the spot on your skin, or see a doctor if you are worried."
 )
-UNSURE_MESSAGE = "The photo's features were mixed, so the careful answer is to have a doctor look at it."
+#: Said first, so a referral from low confidence is not read as "something was seen".
+UNSURE_MESSAGE = (
+    "The app was unsure: the photo's features were mixed, so the careful answer is to have a doctor look at it."
+)
 REFER_MESSAGE = "Some features of the photo resemble spots a doctor should look at, whether or not you plan a facial."
 CROP_TOO_SMALL_MESSAGE = (
     "The area around the spot you tapped is too small in this photo to judge. "
@@ -112,23 +115,46 @@ def decide_outcome(
 
 
 def most_cautious_index(results: list[TriageResult]) -> int:
-    """Index of the photo whose answer is the most cautious (the first of equals)."""
+    """Index of the photo whose answer leads (:data:`triage.outcomes.ANSWER_CAUTION`; the first of equals)."""
     if not results:
         raise ValueError("no results to combine")
     worst = most_cautious([r.outcome for r in results])
     return next(i for i, r in enumerate(results) if r.outcome == worst)
 
 
+def _photo_name(result: TriageResult, index: int) -> str:
+    return result.file or f"Photo {index + 1}"
+
+
+def combine_reasons(results: list[TriageResult]) -> list[str]:
+    """What a combined answer says about its photos: which one led, and which could not be assessed.
+
+    The lead photo is named first; photos the gate declined are named after it, so a referral beside a blurry
+    photo still asks for the doctor *and* says which photo to retake. No outcome code appears: people read it.
+    """
+    if len(results) < 2:
+        return []
+    idx = most_cautious_index(results)
+    said = [f"{_photo_name(results[idx], idx)} led this answer: the most careful of the {len(results)} photos checked."]
+    declined = [_photo_name(r, i) for i, r in enumerate(results) if r.outcome == CANT_ASSESS and i != idx]
+    if declined:
+        which = declined[0] if len(declined) == 1 else f"{', '.join(declined[:-1])} and {declined[-1]}"
+        said.append(f"{which} could not be assessed: please retake {'it' if len(declined) == 1 else 'them'}.")
+    return said
+
+
 def combine_results(results: list[TriageResult]) -> TriageResult:
-    """Several photos of one area: the most cautious outcome wins, and the reasons say which photo drove it."""
+    """Several photos of one area: the most cautious answer leads, and the reasons say which photo drove it.
+
+    "Most cautious" is :data:`triage.outcomes.ANSWER_CAUTION`: a referral always leads, whatever else the other
+    photos gave, and the photos that could not be assessed are still named (:func:`combine_reasons`).
+    """
     idx = most_cautious_index(results)
     driver = results[idx]
-    worst = driver.outcome
-    name = driver.file or f"photo {idx + 1}"
     return TriageResult(
-        outcome=worst,
+        outcome=driver.outcome,
         probabilities=driver.probabilities,
-        reasons=[f"{name} gave the most careful answer ({worst}) of {len(results)} photos."] + driver.reasons,
+        reasons=combine_reasons(results) + driver.reasons,
         reason_codes=driver.reason_codes,
         quality=driver.quality,
         ood_score=driver.ood_score,
@@ -361,6 +387,7 @@ __all__ = [
     "ModelLoadError",
     "UploadError",
     "decide_outcome",
+    "combine_reasons",
     "combine_results",
     "most_cautious_index",
 ]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from triage.outcomes import OUTCOMES, most_cautious
+from triage.outcomes import OUTCOMES, most_cautious_label
 
 EXCLUDE = "exclude"
 LABEL_MAP_PATH = Path(__file__).with_name("label_map.csv")
@@ -51,8 +51,8 @@ def load_label_map(path: Path = LABEL_MAP_PATH) -> dict[tuple[str, str], LabelRu
 def map_labels(source: str, labels: list[str], rules: dict | None = None) -> tuple[str | None, str]:
     """Map one image's source labels to an outcome.
 
-    Several labels (the multi-label acne set) resolve to the most cautious
-    mapped outcome: refer > pustule > milia-like > other. Labels marked
+    Several labels (the multi-label acne set) resolve by
+    :data:`triage.outcomes.LABEL_PRIORITY`: refer > pustule > milia-like > other. Labels marked
     ``exclude`` are ignored; an image with only excluded labels gets no target.
 
     Returns:
@@ -72,4 +72,4 @@ def map_labels(source: str, labels: list[str], rules: dict | None = None) -> tup
             mapped.append(rule.outcome)
     if not mapped:
         return None, "only generic labels: " + ";".join(labels)
-    return most_cautious(mapped), ""
+    return most_cautious_label(mapped), ""

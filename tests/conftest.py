@@ -80,6 +80,15 @@ def shared_data() -> Path:
     return root
 
 
+def shared_photo(root: Path, manifest_path: str) -> Path:
+    """A photo named in ``models/*_manifest.csv`` (``../../shared/data/<source>/...``), found under ``root``.
+
+    The manifests hold paths relative to ``models/``; this reads them from the data root the tests use
+    (``$TRIAGE_DATA``), so a checkout elsewhere finds the same photo.
+    """
+    return root / manifest_path.replace("\\", "/").split("shared/data/", 1)[1]
+
+
 # -- a tiny but complete model ---------------------------------------------------------------------
 
 

@@ -131,8 +131,9 @@ def test_readme_api_example_works_as_written(app_url, make_photo, tmp_path, monk
         exec(compile(code.replace("http://127.0.0.1:7860/", app_url + "/"), "README.md", "exec"), {})
 
     # The client announces itself ("Loaded as API: ...") before the example prints the results: the whole
-    # photo, then the area around the point the example taps.
-    whole, tapped = (ast.literal_eval(line) for line in out.getvalue().strip().splitlines()[-2:])
+    # photo, the area around the point the example taps, then the whole photo with red-flag answers.
+    whole, tapped, flagged = (ast.literal_eval(line) for line in out.getvalue().strip().splitlines()[-3:])
+    assert flagged["outcome"] == "refer-to-doctor" and flagged["answers"] == {"changed": "yes", "eye": "no"}
     assert_well_formed(whole)
     assert set(whole["probabilities"]) == set(OUTCOMES) and "area" not in whole
     assert_well_formed(tapped)

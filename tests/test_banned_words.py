@@ -1,16 +1,25 @@
-"""Never a diagnosis: no user-facing text may use the banned words."""
+"""Never a diagnosis: no user-facing text may use the banned words.
+
+Scanned: the content files, the app's and engine's strings, every rendered answer (client and therapist cards,
+combined answers, the probability panel, the printable summary), and every tab of the built app as it renders
+(Markdown, HTML, labels, buttons and choices), the About tab with the shipped model's numbers included.
+"""
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
+from conftest import REPO
 
-from triage import app, engine
+from triage import app, engine, therapist_view, wording
+from triage.about import about_markdown
 from triage.content_loader import all_pages
 from triage.decode import _MESSAGES as DECODE_MESSAGES
 from triage.engine import TriageResult
 from triage.outcomes import CANT_ASSESS, OUTCOMES
+from triage.policy import Thresholds
 from triage.quality import MESSAGES as QUALITY_MESSAGES
 
 BANNED = re.compile(
@@ -63,11 +72,14 @@ def test_content_files(path) -> None:
 
 
 def test_app_and_engine_strings() -> None:
-    for d in (app.HEADLINES, app.NEXT_STEP, DECODE_MESSAGES, QUALITY_MESSAGES):
+    texts = (app.HEADLINES, app.NEXT_STEP, app.THERAPIST_NEXT_STEP, wording.OUTCOME_WORDS, wording.GROUP_WORDS)
+    for d in (*texts, DECODE_MESSAGES, QUALITY_MESSAGES):
         for k, v in d.items():
             _check(v, k)
-    labels = [app.HEATMAP_LABEL, app.DETAILS_LABEL]
-    for s in app.CHECKLIST + labels + [engine.OOD_MESSAGE, engine.UNSURE_MESSAGE, engine.REFER_MESSAGE]:
+    labels = [app.HEATMAP_LABEL, app.DETAILS_LABEL, app.RESEMBLANCE_NOTE, therapist_view.NO_PROBABILITIES]
+    messages = [engine.OOD_MESSAGE, engine.UNSURE_MESSAGE, engine.REFER_MESSAGE, engine.CROP_TOO_SMALL_MESSAGE]
+    messages += [engine.TAP_NOT_SKIN_MESSAGE, engine.TAP_LOW_RES_MESSAGE]
+    for s in app.CHECKLIST + labels + messages + therapist_view.panel_help(Thresholds(0.08, 0.6, 0.14)):
         _check(s, s[:30])
 
 
@@ -78,5 +90,51 @@ def test_rendered_results(outcome) -> None:
     card = app.outcome_card(result)
     _check(card, f"card {outcome}")
     assert "see a doctor" in card.lower(), "every result carries the disclaimer"
+    _check(app.outcome_card(result, for_therapist=True), f"therapist card {outcome}")
+    _check(therapist_view.probability_panel(result, Thresholds(0.08, 0.6, 0.14), 24.0), f"panel {outcome}")
     _check(app.education_for(outcome), f"education {outcome}")
     _check(app.summary_html(result, app.CHECKLIST[:2], "note"), f"summary {outcome}")
+
+
+@pytest.mark.parametrize(("first", "second"), list(itertools.combinations([*OUTCOMES, CANT_ASSESS], 2)))
+def test_rendered_combined_answers(first, second) -> None:
+    answers = [
+        app.PhotoAnswer(k + 1, TriageResult(outcome=o, probabilities=None, reasons=["A reason."], model_version="t"))
+        for k, o in enumerate((first, second))
+    ]
+    combined, _ = app.lead_answer(answers)
+    _check(app.outcome_card(combined, app.photo_answers_html(answers)), f"combined card {first} + {second}")
+
+
+def rendered_texts(blocks) -> list[tuple[str, str]]:
+    """``(where, text)`` for every piece of text a built app renders: values, labels and choices."""
+    found = []
+    for block in blocks.blocks.values():
+        where = f"{type(block).__name__} {getattr(block, 'label', None) or ''}".strip()
+        for text in (getattr(block, "label", None), getattr(block, "value", None)):
+            if isinstance(text, str) and text:
+                found.append((where, text))
+        found += [(where, str(choice[0])) for choice in getattr(block, "choices", None) or []]
+    return found
+
+
+def test_every_tab_of_the_built_app(tiny_model) -> None:
+    from triage.engine import Triage
+
+    texts = rendered_texts(app.build_app(Triage.load(tiny_model, threads=None)))
+    rendered = "\n".join(text for _, text in texts)
+    # Every tab is in the scan: the Learn pages and the About page as they render.
+    assert "Your privacy" in rendered and "About this tool" in rendered and "Who should wait" in rendered
+    for where, text in texts:
+        _check(text, where)
+
+
+def test_about_with_the_shipped_model() -> None:
+    from triage.engine import DEFAULT_MODEL, Triage
+
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip("no shipped model in this checkout")
+    about = about_markdown(Triage.load(threads=None).meta)
+    _check(about, "About (shipped model)")
+    assert "in every 100" in about, "the About page gives the shipped model's test numbers"
+    assert "models/MODEL_CARD.md" in about and (REPO / "models" / "MODEL_CARD.md").is_file()

@@ -262,3 +262,32 @@ def test_therapist_view_leads_with_the_decision(browser, app_server, app_url, ph
     summary = saved[0].read_text(encoding="utf-8")
     assert "Consultation summary" in summary and CHECKLIST[2] in summary
     assert not files_left_after(app_server.temp_dir, EMPTY_WITHIN_S), "the summary left a file on the server"
+
+
+def test_red_flag_questions_fit_a_phone_and_a_yes_leads_to_the_referral(browser, app_url, photo, artefacts):
+    from selenium.webdriver.common.by import By
+
+    from triage.red_flags import RED_FLAGS
+
+    shots.set_viewport(browser, *shots.PHONE, mobile=True)
+    shots.open_app(browser, app_url)
+    shots.select_tab(browser, "Check a photo")
+    panel = shots.visible_panel(browser)
+    questions = [q for q in panel.find_elements(By.CSS_SELECTOR, ".red-flag") if q.is_displayed()]
+    assert len(questions) == len(RED_FLAGS)
+    for question, flag in zip(questions, RED_FLAGS, strict=True):
+        assert flag.question in question.text
+        box = question.rect
+        assert box["x"] >= 0 and box["x"] + box["width"] <= shots.PHONE[0] + OVERFLOW_TOLERANCE_PX, box
+    scroll_width, inner_width = shots.page_widths(browser)
+    assert scroll_width <= inner_width + OVERFLOW_TOLERANCE_PX, f"page is {scroll_width} px wide on a {inner_width}"
+    # "Yes" to the first question (a change), then the photo and the button, as a client would.
+    yes = next(label for label in questions[0].find_elements(By.TAG_NAME, "label") if label.text.strip() == "Yes")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", yes)
+    yes.click()
+    got = shots.upload_and_click(browser, photo, "Check my photo", (".outcome-card",))
+    shots.screenshot(browser, artefacts / "red-flag-yes-phone.png", shots.region(browser, got[".outcome-card"]))
+    card = got[".outcome-card"]
+    assert card.get_attribute("data-outcome") == "refer-to-doctor"
+    assert card.find_element(By.CSS_SELECTOR, "h2").text.strip() == HEADLINES["refer-to-doctor"]
+    assert RED_FLAGS[0].if_yes in card.text

@@ -15,13 +15,14 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, shared_photo
 from PIL import Image, ImageFilter
 
 from triage import __main__ as cli
 from triage.app import HEADLINES, PhotoAnswer, lead_answer, outcome_card, summary_html
 from triage.engine import Triage, TriageResult
 from triage.outcomes import CANT_ASSESS, MILIA, OTHER, OUTCOMES, PUSTULE, REFER
+from triage.red_flags import RED_FLAGS
 
 #: Most cautious first (triage.outcomes.ANSWER_CAUTION): a referral leads whatever else the photos gave.
 ORDER = [REFER, OTHER, CANT_ASSESS, PUSTULE, MILIA]
@@ -95,7 +96,7 @@ def referral_and_blurred_copy(shared_data, shipped, tmp_path_factory) -> tuple[P
     for row in rows:
         if row["label"] != REFER:
             continue
-        path = (REPO / "models" / row["path"]).resolve()
+        path = shared_photo(shared_data, row["path"])
         if shipped.predict_path(path).outcome != REFER:
             continue
         blurred = folder / "blurred.jpg"
@@ -127,7 +128,8 @@ def test_app_a_referral_beside_a_blurred_photo_leads_with_the_doctor(referral_an
     handler = next(f.fn for f in app.fns.values() if getattr(f.fn, "__name__", "") == "client")
     sharp, blurred = referral_and_blurred_copy
     # The handler takes photo, point, photo, point...: the blurred photo first, the referral second.
-    card, education = handler({"path": str(blurred)}, None, {"path": str(sharp)}, None)
+    skipped = [None] * len(RED_FLAGS)  # the red-flag questions, not answered
+    card, education = handler({"path": str(blurred)}, None, {"path": str(sharp)}, None, *skipped)
     assert sharp.is_file() and blurred.is_file(), "a file outside the upload folder must not be deleted"
     lead = re.search(r"<div class='outcome-card'[^>]*data-outcome='([^']+)'>\s*<h2>(.*?)</h2>", card)
     assert lead.groups() == (REFER, "Please have a doctor check this spot soon")

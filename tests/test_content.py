@@ -4,6 +4,8 @@
   holds their digests; with the pages themselves at ``$TRIAGE_SEEDS``, default ``../shared/seeds``, the digests
   are also checked to be current).
 * Every outcome page says when to see a doctor; titles match the links to them; after-care runs in time order.
+* Every outcome page opens with what to do and when to see a doctor, and carries the one emergency sentence and
+  the one sentence on who judges what; no milia page uses a word the doctor-check page gives for skin cancer.
 * The "Who should wait" page and the therapist's checklist are one list.
 * The printable summary keeps the after-care time periods and prints no Markdown marks.
 """
@@ -21,8 +23,10 @@ from conftest import REPO
 from triage import app, quality
 from triage.content_loader import (
     CONTRAINDICATION_ACTIONS,
+    EMERGENCY_LINE,
     LEARN_ORDER,
     OUTCOME_PAGES,
+    WHO_JUDGES_LINE,
     all_pages,
     contraindications,
     learn_pages,
@@ -104,6 +108,101 @@ def test_every_outcome_page_says_when_to_see_a_doctor(outcome: str) -> None:
     assert DOCTOR_LINE.search(page(f"outcome_{outcome}")), f"outcome_{outcome}.md has no 'When to see a doctor' line"
 
 
+ACTION_LINE = re.compile(r"^\*\*What to do now:\*\* \w")
+#: A phone shows about 7 words a line: two leads of this size fit the first screen under the answer card.
+LEAD_MAX_WORDS = 60
+
+
+def _paragraphs(markdown: str) -> list[str]:
+    """The blocks of a page below its title, blank-line separated."""
+    body = markdown.split("\n", 1)[1] if markdown.startswith("# ") else markdown
+    return [b.strip() for b in re.split(r"\n\s*\n", body) if b.strip()]
+
+
+@pytest.mark.parametrize("outcome", OUTCOME_NAMES)
+def test_every_outcome_page_leads_with_the_action_then_the_doctor_line(outcome: str) -> None:
+    first, second = _paragraphs(page(f"outcome_{outcome}"))[:2]
+    assert ACTION_LINE.match(first), f"outcome_{outcome}.md does not open with 'What to do now'"
+    assert DOCTOR_LINE.match(second), f"outcome_{outcome}.md: the doctor line is not second"
+    for lead in (first, second):
+        assert len(lead.split()) <= LEAD_MAX_WORDS, f"outcome_{outcome}.md: a lead is too long for a phone"
+
+
+@pytest.mark.parametrize("outcome", OUTCOME_NAMES)
+def test_every_outcome_page_carries_the_emergency_and_who_judges_lines(outcome: str) -> None:
+    for shown in (page(f"outcome_{outcome}"), app.education_for(outcome)):
+        assert EMERGENCY_LINE in shown, f"outcome_{outcome}: no emergency line, word for word"
+        assert WHO_JUDGES_LINE in shown, f"outcome_{outcome}: no who-judges line, word for word"
+
+
+def test_the_emergency_line_names_999_and_ae() -> None:
+    assert "999" in EMERGENCY_LINE and "A&E" in EMERGENCY_LINE
+    assert "only a doctor can say what a spot is" in WHO_JUDGES_LINE
+
+
+@pytest.mark.parametrize("name", ["doctor_check", "milia_vs_pustules", "faq"])
+def test_pages_about_urgent_signs_carry_the_emergency_line(name: str) -> None:
+    assert EMERGENCY_LINE in page(name), f"{name}.md lacks the emergency line, word for word"
+
+
+def test_pustule_page_sends_crusts_and_blisters_to_a_pharmacist() -> None:
+    text = page("outcome_pustule").lower()
+    for word in ("impetigo", "cold sore", "catching", "pharmacist", "no facial"):
+        assert word in text, f"pustule page lacks {word!r}"
+
+
+#: The doctor-check sections that list what skin cancer can look like; their **bold** words are the signs.
+SIGN_SECTIONS = ("Moles and dark patches", "Lumps, sores and rough patches")
+
+
+def _sections(markdown: str) -> dict[str, str]:
+    """``## heading`` -> the text under it."""
+    parts = re.split(r"^## (.+)$", markdown, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def cancer_sign_words() -> list[str]:
+    """The bold words of the doctor-check page's sign sections ("pearly", "waxy"...), lower case."""
+    sections = _sections(page("doctor_check"))
+    assert set(SIGN_SECTIONS) <= set(sections), "doctor_check.md: a sign section was renamed"
+    return sorted({w.lower() for s in SIGN_SECTIONS for w in re.findall(r"\*\*([^*\n]+)\*\*", sections[s])})
+
+
+def sign_words_in(text: str, signs: list[str]) -> list[str]:
+    """The sign words ``text`` uses, as whole words, any case."""
+    return [w for w in signs if re.search(rf"\b{re.escape(w)}\b", text, re.IGNORECASE)]
+
+
+MILIA_PAGES = [p.stem for p in PAGES if "milia" in p.stem or "milia" in title(p.stem).lower()]
+
+
+def test_the_sign_list_is_read_from_the_doctor_check_page() -> None:
+    signs = cancer_sign_words()
+    assert "pearly" in signs and len(signs) >= 4, signs
+    assert sign_words_in("A small, firm, Pearly-white bump.", signs) == ["pearly"]
+    assert {"milia", "milia_vs_pustules", "outcome_milia-like", "extraction", "prevention"} <= set(MILIA_PAGES)
+
+
+@pytest.mark.parametrize("name", MILIA_PAGES)
+def test_no_milia_page_uses_a_skin_cancer_sign_word(name: str) -> None:
+    used = sign_words_in(page(name), cancer_sign_words())
+    assert not used, f"{name}.md describes milia with {used}, words doctor_check.md gives for skin cancer"
+
+
+@pytest.mark.parametrize("name", ["milia", "outcome_milia-like"])
+def test_milia_pages_name_skin_cancer_among_the_look_alikes(name: str) -> None:
+    text = page(name).lower()
+    assert "basal cell carcinoma" in text and "skin cancer" in text
+    assert "a single bump that stays, or slowly grows, needs a doctor" in text
+
+
+def test_a_bump_that_will_not_come_out_is_referred_not_retried() -> None:
+    for name in ("outcome_milia-like", "milia", "extraction", "faq"):
+        text = page(name).lower()
+        assert "stop" in text and "refer" in text, f"{name}.md: a look-alike that will not come out is not referred"
+        assert "second" not in text, f"{name}.md suggests a second attempt"
+
+
 def test_refer_asks_for_a_doctor_whatever_the_facial_plans() -> None:
     text = page("outcome_refer-to-doctor").lower()
     assert "whether or not you are planning a facial" in text
@@ -151,7 +250,9 @@ def test_pages_about_removal_say_never_at_home() -> None:
 
 def test_only_a_doctor_says_what_a_spot_is() -> None:
     for path in PAGES:
-        assert "therapist or doctor can" not in path.read_text(encoding="utf-8").lower(), path.name
+        text = path.read_text(encoding="utf-8").lower()
+        assert "therapist or doctor can" not in text, path.name
+        assert "if in doubt" not in text, f"{path.name} makes the therapist the judge"
 
 
 def test_one_term_for_the_milia_like_answer() -> None:

@@ -30,6 +30,8 @@ import pytest
 from conftest import AppServer, PageCalls, data_url_bytes, load_corpus_module, start_app
 from PIL import Image
 
+from triage.red_flags import RED_FLAGS
+
 REPO = Path(__file__).resolve().parents[1]
 #: Seconds the app may take to stop and clean up after SIGINT (a second or two on a quiet machine; generous
 #: because a busy 2-core machine running training can take half a minute).
@@ -124,10 +126,12 @@ def _stop_gracefully(proc: subprocess.Popen) -> int:
 
 
 def one_photo(file_data: dict) -> list:
-    """The inputs of a tab's check button for one photo: photo slots 2 and 3 empty, no tapped point."""
+    """The inputs of a tab's check button for one photo: photo slots 2 and 3 empty, no tapped point, the red-flag
+    questions answered (the answers are health data too: they must not reach a log either)."""
+    from triage.red_flags import RED_FLAGS, YES
     from triage.tap import MAX_PHOTOS
 
-    return [file_data, None] + [None, None] * (MAX_PHOTOS - 1)
+    return [file_data, None] + [None, None] * (MAX_PHOTOS - 1) + [YES] * len(RED_FLAGS)
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +155,7 @@ def batch(tiny_model, tmp_path_factory, make_photo) -> Iterator[Batch]:
     try:
         for name, data in b.payloads.items():
             # The documented API (no tapped point: None, as gradio_client sends for it).
-            (answer,) = browser.run("triage", [browser.upload(name, data), None])
+            (answer,) = browser.run("triage", [browser.upload(name, data), None, "changed,eye=no"])
             b.api_answers.append(answer)
             card, _edu = browser.run("client", one_photo(browser.upload(name, data)))
             b.cards.append(card)
@@ -160,7 +164,7 @@ def batch(tiny_model, tmp_path_factory, make_photo) -> Iterator[Batch]:
             if heat:
                 b.heat_maps.append(data_url_bytes(heat))
         b.refused = corpus.make_metadata_jpeg()[:1500]  # EXIF and comment intact, pixels cut short
-        (answer,) = browser.run("triage", [browser.upload("broken.jpg", b.refused), None])
+        (answer,) = browser.run("triage", [browser.upload("broken.jpg", b.refused), None, None])
         b.refusal_answers.append(answer)
         card, _edu = browser.run("client", one_photo(browser.upload("broken.jpg", b.refused)))
         b.cards.append(card)
@@ -201,7 +205,8 @@ def test_answered_photos_leave_no_file_even_before_cleanup(batch):
 def test_nothing_returned_carries_metadata(batch):
     keys = {"outcome", "probabilities", "reasons", "reason_codes", "quality", "ood_score", "model_version"}
     for answer in batch.api_answers:
-        assert set(answer) == keys | {"timings_ms"}, sorted(answer)  # no file name, no EXIF, no extra fields
+        # No file name, no EXIF, no extra fields: only the answers the API was sent back (they were given).
+        assert set(answer) == keys | {"timings_ms", "answers"}, sorted(answer)
     returned = json.dumps(batch.api_answers + batch.refusal_answers) + "".join(batch.cards)
     for secret in SECRETS:
         assert secret not in returned
@@ -222,6 +227,11 @@ def test_no_log_line_holds_image_bytes_or_metadata(batch):
     assert b"triage.decode: upload refused: truncated" in log, "the decoder's own log lines are not captured"
     for secret in (*SECRETS, batch.notes):
         assert secret.encode() not in log, f"{secret!r} was logged"
+    # The red-flag answers were given on every check (one_photo, the API's flags): neither they nor the reasons
+    # they add may reach the log.
+    assert all(a.get("answers") == {"changed": "yes", "eye": "no"} for a in batch.api_answers)
+    for flag in RED_FLAGS:
+        assert flag.if_yes.encode() not in log and flag.question.encode() not in log, f"{flag.key} was logged"
     for name, data in [*batch.payloads.items(), ("broken.jpg", batch.refused)]:
         leaked = [f for f in _fragments(data) if f in log]
         assert not leaked, f"bytes of {name} were logged: {leaked[:2]}"

@@ -22,6 +22,7 @@ from triage.therapist_view import (
     PANEL_TITLE,
     decision_note,
     heatmap_html,
+    panel_help,
     probability_panel,
     summary_link_html,
 )
@@ -92,6 +93,18 @@ def test_panel_is_bars_only_in_a_fixed_order_with_the_decision_marked(probs):
     assert marked == [result.outcome]
     for outcome in OUTCOMES:
         assert f"width:{100 * result.probabilities[outcome]:.1f}%" in html
+
+
+@pytest.mark.parametrize("probs", [[0.70, 0.05, 0.10, 0.15], [0.80, 0.10, 0.05, 0.05]])
+def test_panel_explains_its_two_terms_in_one_sentence_each(probs):
+    html = probability_panel(_result(probs), THRESHOLDS, OOD_LIMIT)
+    helps = re.findall(r"<p class='prob-help'>([^<]*)</p>", html)
+    assert [h.split(":")[0] for h in helps] == ["Calibrated probabilities", "Referral threshold"]
+    for sentence in helps:
+        assert sentence.count(". ") == 0 and sentence.endswith("."), f"not one sentence: {sentence}"
+    # The thresholds quoted are the ones in use, both of them.
+    assert "0.12" in helps[1] and "0.18" in helps[1]
+    assert "0.18" not in panel_help(Thresholds(refer=0.12, abstain=0.65))[1]
 
 
 def test_panel_without_probabilities_says_the_model_did_not_run():

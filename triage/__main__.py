@@ -8,7 +8,8 @@ import logging
 import sys
 
 from triage.decode import UploadError
-from triage.engine import DEFAULT_MODEL, ModelLoadError, Triage, combine_results
+from triage.engine import DEFAULT_MODEL, ModelLoadError, Triage, combine_results, with_answers
+from triage.red_flags import RED_FLAGS, FlagError, parse_flags
 from triage.tap import MAX_PHOTOS, TOO_MANY_PHOTOS_MESSAGE, PointError, parse_point
 
 
@@ -40,6 +41,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="X,Y",
         help="the spot to judge, as fractions of width and height (0-1, after EXIF orientation), e.g. 0.5,0.4; "
         "give it once per photo, in order ('-' for none); photos without one are judged whole",
+    )
+    pr.add_argument(
+        "--flags",
+        default="",
+        metavar="NAME[=ANSWER],...",
+        help="answers to the red-flag questions, which can only make the answer more careful: "
+        + "; ".join(f"{f.key}: {f.question}" for f in RED_FLAGS)
+        + ". A bare name means yes; NAME=no and NAME=not-sure are allowed too, e.g. --flags changed,eye=no",
     )
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint on a manifest CSV")
     ev.add_argument("--checkpoint", default=str(DEFAULT_MODEL))
@@ -97,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        answers = parse_flags(args.flags)
+    except FlagError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     points = args.point + ["-"] * (len(args.photos) - len(args.point))
     rows, results = [], []
     for k, (path, point_text) in enumerate(
@@ -114,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             res = triage.predict_path(path, point=None if point_text.strip() == "-" else parse_point(point_text))
             results.append(res)
-            rows.append(res.to_dict())
+            rows.append(with_answers(res, answers).to_dict())
         except PointError as err:
             rows.append({"file": path, "error": err.user_message})
         except UploadError as err:
@@ -122,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             rows.append({"file": path, "error": "The file could not be read. Please check the path."})
     if args.combine and results:
-        rows.append({"combined": combine_results(results).to_dict()})
+        # Combined before the answers are applied, so the combined reasons still name the declined photos.
+        rows.append({"combined": with_answers(combine_results(results), answers).to_dict()})
     if args.json:
         print(json.dumps(rows, indent=1))
     else:

@@ -15,21 +15,23 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import gradio as gr
 from markdown_it import MarkdownIt
 from PIL import Image
 
 from triage import limits
-from triage.content_loader import OUTCOME_PAGES, contraindications, learn_pages, page
+from triage.about import about_markdown
+from triage.content_loader import EMERGENCY_LINE, OUTCOME_PAGES, contraindications, learn_pages, page
 from triage.decode import UploadError, decode_upload
-from triage.engine import Triage, TriageResult, combine_results, most_cautious_index
+from triage.engine import Triage, TriageResult, combine_results, most_cautious_index, with_answers
 from triage.framed import area_box, data_uri, framed_thumbnail
 from triage.outcomes import CANT_ASSESS, OUTCOMES
+from triage.red_flags import NO, NOT_SURE, RED_FLAGS, YES, FlagError, parse_flags
 from triage.tap import MAX_PHOTOS, PointError, parse_point, point_from_pixels
 from triage.therapist_view import heatmap_html, probability_panel, summary_link_html
 from triage.upload_dir import take_upload, upload_path
+from triage.wording import outcome_words, resemblance_lines
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +46,50 @@ HEADLINES = {
 NEXT_STEP = {
     "milia-like": (
         "Next step: read who should wait below, then book a milia consultation if you would like them removed. "
-        "Please don't squeeze them or use a needle."
+        "A single bump that stays, or slowly grows, needs a doctor instead. Please don't squeeze them or use a needle."
     ),
     "pustule": (
         "Next step: let the spots settle without picking them. See a doctor the same day if you have a fever, "
         "spreading redness, a large painful lump, or the spot is near your eye."
     ),
-    "other": "Next step: a therapist can look at blackheads; a mole, patch, lump or raised scar is one for a doctor.",
+    # The "other" page's rule: a doctor unless it is clearly a blackhead, confirmed in person.
+    "other": (
+        "Next step: a doctor, unless it is clearly a blackhead, which a therapist can check in person. A single "
+        "dark spot, or one that is new or changing, is not one to assume is a blackhead; nor is a mole, patch, "
+        "lump or raised scar."
+    ),
     "refer-to-doctor": (
         "Next step: see your GP or a dermatologist soon, whether or not you plan a facial; urgently if it is "
         "growing, bleeding, or a sore that has not healed."
     ),
     CANT_ASSESS: "Next step: retake the photo (tips below), or see a doctor if you are worried.",
+}
+#: The therapist tab's card: what the therapist does next (the client's lines above speak to the client).
+THERAPIST_NEXT_STEP = {
+    "milia-like": (
+        "For the therapist: check in person first. If they are milia and nothing on the checklist below applies, "
+        "extraction can be offered. Stop and refer to a doctor if unsure, if a bump will not come out (do not try "
+        "again), or if it is a single bump that stays or slowly grows."
+    ),
+    "pustule": (
+        "For the therapist: no extraction or facial over inflamed spots; offer a later appointment once they have "
+        "settled. Crusts or small blisters may be catching: no facial until a pharmacist or doctor has cleared "
+        "them. Fever, spreading redness, a large painful lump or a spot near the eye: a doctor the same day."
+    ),
+    "other": (
+        "For the therapist: treat only what you confirm in person to be a blackhead. A single dark spot, one "
+        "that is new or changing, a mole, patch, lump or raised scar: no treatment on it, and the client sees a "
+        "doctor first."
+    ),
+    "refer-to-doctor": (
+        "For the therapist: no treatment on or around this spot. Ask the client to see their GP or a "
+        "dermatologist soon, whatever their facial plans; urgently if it is growing, bleeding, or a sore that "
+        "has not healed."
+    ),
+    CANT_ASSESS: (
+        "For the therapist: the app gave no answer for this photo. Retake it (close, in focus, in daylight), or "
+        "rely on the in-person check; if in doubt, no treatment and a doctor's check."
+    ),
 }
 COLOURS = {
     "milia-like": "#2f6f4f",
@@ -90,6 +124,7 @@ CSS = """
 .prob-value {text-align: right; font-variant-numeric: tabular-nums}
 .prob-decision {font-size: 0.75rem; border: 1px solid currentColor; border-radius: 4px; padding: 0 4px}
 .prob-note {margin: 8px 0 0 0}
+.prob-help {margin: 6px 0 0 0; font-size: 0.85rem}
 .gradcam {margin: 0}
 .gradcam img {max-width: 100%; height: auto; border-radius: 8px}
 /* Phones. Gradio pads its .main box 32 px a side: 8 px on a phone, 32 px from about 900 px up. Gradio copies
@@ -104,6 +139,14 @@ CSS = """
 .judged p {margin: 4px 0}
 """
 TAP_HINT = "Several spots in the photo? Tap the one you mean, and we'll judge the area around it."
+#: The red-flag questions' heading on the client tab (triage.red_flags: answers can only add caution).
+QUESTIONS_INTRO = (
+    "**A few questions (optional).** A photo can't show these. Any answer can only make the answer more "
+    "careful; skip any you like."
+)
+THERAPIST_QUESTIONS_INTRO = "**The client's answers to the red-flag questions** (optional; they can only add caution)."
+#: How each answer is offered and printed.
+ANSWER_LABELS = {YES: "Yes", NO: "No", NOT_SURE: "Not sure"}
 
 
 def theme() -> gr.themes.Base:
@@ -133,13 +176,23 @@ def disclaimer_html() -> str:
     return f"<div class='disclaimer'>{lead}{html.escape(body)}</div>"
 
 
-def outcome_card(result: TriageResult, below: str = "") -> str:
-    """HTML card: headline, next step, reasons; then ``below`` (the photos as judged), then the disclaimer."""
+def outcome_card(result: TriageResult, below: str = "", for_therapist: bool = False) -> str:
+    """HTML card: headline, next step, reasons; then ``below`` (the photos as judged), then the disclaimer.
+
+    Args:
+        result: the answer (for several photos, the combined one).
+        below: HTML under the card (the photos as judged).
+        for_therapist: the next step written for the therapist (:data:`THERAPIST_NEXT_STEP`), not the client.
+    """
     o = result.outcome
+    step = f"<p>{(THERAPIST_NEXT_STEP if for_therapist else NEXT_STEP)[o]}</p>"
+    if for_therapist:
+        # The therapist tab shows no outcome page, so the emergency line (on every one of them) comes here.
+        step += f"<p>{html.escape(EMERGENCY_LINE)}</p>"
     reasons = "".join(f"<p>• {html.escape(r)}</p>" for r in result.reasons)
     return (
         f"<div class='outcome-card' style='background:{COLOURS[o]}' data-outcome='{o}'>"
-        f"<h2>{HEADLINES[o]}</h2><p>{NEXT_STEP[o]}</p>{reasons}</div>{below}{disclaimer_html()}"
+        f"<h2>{HEADLINES[o]}</h2>{step}{reasons}</div>{below}{disclaimer_html()}"
     )
 
 
@@ -231,28 +284,69 @@ def judged_image(answer: PhotoAnswer) -> Image.Image:
     return answer.image.crop(area_box(answer.image.size, answer.result.area))
 
 
-def summary_html(result: TriageResult, ticked: list[str], notes: str) -> str:
-    """Printable booking-readiness summary for the client file."""
+def summary_verdict(outcome: str, ticked: list[str]) -> str:
+    """The summary's verdict for an answer and the ticked checklist items; pure.
+
+    The answers' one rule: whatever sends the client to a doctor, or away from an extraction, comes first. For
+    "other" that is a doctor unless the therapist confirms in person that it is clearly a blackhead (the
+    "other" page's rule).
+    """
     actions = {c.label: c.action for c in contraindications()}
     ticked_actions = {actions.get(t, "wait") for t in ticked}  # an unknown item is treated as a reason to wait
-    if result.outcome == "refer-to-doctor" or "doctor" in ticked_actions:
-        verdict = "Not ready: a doctor's check comes first."
-    elif result.outcome == CANT_ASSESS:
-        verdict = "Not ready: a clearer photo comes first (or a doctor's check, if the client is worried)."
-    elif result.outcome != "milia-like" or "wait" in ticked_actions:
-        verdict = "Not ready yet: see the ticked items and the outcome above."
-    elif ticked:
-        verdict = "Talk through the ticked items first; then ready to book, subject to the in-person check."
-    else:
-        verdict = "Ready to book a milia consultation / extraction facial, subject to the in-person check."
-    probs = "".join(f"<tr><td>{o}</td><td>{p:.2f}</td></tr>" for o, p in (result.probabilities or {}).items())
+    if outcome == "refer-to-doctor" or "doctor" in ticked_actions:
+        return "Not ready: a doctor's check comes first."
+    if outcome == "other":
+        return (
+            "Not ready: a doctor's check comes first, unless the therapist confirms in person that it is clearly "
+            "a blackhead. A single dark spot, or one that is new or changing, is not one to take for a blackhead."
+        )
+    if outcome == CANT_ASSESS:
+        return "Not ready: a clearer photo comes first (or a doctor's check, if the client is worried)."
+    if outcome == "pustule":
+        return "Not ready yet: the inflamed spots settle first; no extraction or facial over them."
+    if outcome != "milia-like" or "wait" in ticked_actions:
+        return "Not ready yet: see the ticked items and the outcome above."
+    if ticked:
+        return "Talk through the ticked items first; then ready to book, subject to the in-person check."
+    return "Ready to book a milia consultation / extraction facial, subject to the in-person check."
+
+
+#: Under the resemblance lines: what they are not (a number there read like the risk of something).
+RESEMBLANCE_NOTE = (
+    "This says how alike the photo is to the example photos of each group, not how likely the spot is to be "
+    "one thing or another."
+)
+
+
+def answers_from(values: list[str | None] | tuple) -> dict[str, str]:
+    """The red-flag answers from the questions' radio values, in :data:`RED_FLAGS` order (unanswered left out)."""
+    return {f.key: v for f, v in zip(RED_FLAGS, values, strict=True) if v}
+
+
+def answers_html(answers: dict[str, str] | None) -> str:
+    """The red-flag questions as answered, for the printable summary (one line each; skipped ones said so)."""
+    if not answers:
+        return "<p>Not answered.</p>"
+    lines = "".join(
+        f"<li>{html.escape(f.question)} <strong>{ANSWER_LABELS[answers[f.key]] if f.key in answers else 'Skipped'}"
+        "</strong></li>"
+        for f in RED_FLAGS
+    )
+    return f"<ul>{lines}</ul>"
+
+
+def summary_html(result: TriageResult, ticked: list[str], notes: str) -> str:
+    """Printable booking-readiness summary for the client file: plain words, no outcome codes or probabilities."""
+    verdict = summary_verdict(result.outcome, ticked)
+    alike = resemblance_lines(result.probabilities, result.outcome, result.reason_codes)
+    alike_html = "".join(f"<li>{html.escape(line)}</li>" for line in alike)
     ticks = "".join(f"<li>{html.escape(t)}</li>" for t in ticked) or "<li>none ticked</li>"
     return f"""<!doctype html><html><head><meta charset='utf-8'><title>Consultation summary</title>
-<style>body{{font-family:sans-serif;max-width:720px;margin:24px auto;color:#222}}
-td{{padding:2px 12px}}</style></head><body>
+<style>body{{font-family:sans-serif;max-width:720px;margin:24px auto;color:#222}}</style></head><body>
 <h1>Consultation summary</h1><p>Created {time.strftime("%Y-%m-%d %H:%M")}. No photo is included or stored.</p>
-<h2>Triage outcome: {html.escape(result.outcome)}</h2><p>{html.escape(verdict)}</p>
-<h3>How closely the photo resembles each group</h3><table>{probs}</table>
+<h2>Triage outcome: {html.escape(outcome_words(result.outcome))}</h2><p>{html.escape(verdict)}</p>
+<h3>How closely the photo resembles each group</h3><ul>{alike_html}</ul><p>{html.escape(RESEMBLANCE_NOTE)}</p>
+<h3>Red-flag questions (the client's answers)</h3>{answers_html(result.answers)}
 <h3>Contraindication checklist (ticked)</h3><ul>{ticks}</ul>
 <h3>Notes</h3><p>{html.escape(notes or "")}</p>
 <h3>Before the appointment</h3>{_md_to_html(page("preparing"))}
@@ -308,7 +402,9 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
             answers.append(answer)
         return answers
 
-    def run(*slots):
+    def run(inputs: tuple, for_therapist: bool = False):
+        """Photos (photo, point, ...) then one value per red-flag question: the card, the page, the result."""
+        slots, flag_values = inputs[: -len(RED_FLAGS)], inputs[-len(RED_FLAGS) :]
         answers = check(slots)
         if not any(a.result is not None for a in answers):
             message = next((a.error for a in answers), None) or "Please add a photo first."
@@ -318,14 +414,17 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
             )
             return msg + disclaimer_html(), "", None, None
         result, driver = lead_answer(answers)
-        return outcome_card(result, photo_answers_html(answers)), education_for(result.outcome), result, driver
+        # After the safety gate and the combining, so declined photos are still named; can only add caution.
+        result = with_answers(result, answers_from(flag_values))
+        card = outcome_card(result, photo_answers_html(answers), for_therapist)
+        return card, education_for(result.outcome), result, driver
 
-    def client(*slots):
-        card, edu, _, _ = run(*slots)
+    def client(*inputs):
+        card, edu, _, _ = run(inputs)
         return card, edu
 
-    def therapist(*slots):
-        card, edu, result, driver = run(*slots)
+    def therapist(*inputs):
+        card, edu, result, driver = run(inputs, for_therapist=True)
         if result is None:
             return card, "", {}, "", None
         heat = ""
@@ -341,6 +440,9 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
             "ood_score": result.ood_score,
             "model_version": result.model_version,
             "reason_codes": result.reason_codes,
+            "client_answers": {
+                f.question: ANSWER_LABELS[v] for f in RED_FLAGS if (v := (result.answers or {}).get(f.key))
+            },
             "timings_ms": result.timings_ms,
         }
         if result.area is not None:
@@ -384,6 +486,12 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
                 inputs += photo_slot(f"Photo {k} of the same area (optional)", webcam)
         return inputs
 
+    def questions(intro: str) -> list:
+        """One yes / no / not-sure radio per red-flag question, none chosen; returns them in question order."""
+        gr.Markdown(intro, elem_classes=["questions-intro"])
+        choices = [(label, value) for value, label in ANSWER_LABELS.items()]
+        return [gr.Radio(choices, value=None, label=f.question, elem_classes=["red-flag"]) for f in RED_FLAGS]
+
     def make_summary(state, ticked, notes):
         if not state:
             return ""
@@ -392,13 +500,17 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
         # and ticked health items (a gr.File output would be a file in Gradio's cache until it is cleaned).
         return summary_link_html(summary_html(result, ticked or [], notes))
 
-    def api(payload, point: str | None = None) -> dict:
+    def api(payload, point: str | None = None, flags: str | None = None) -> dict:
         try:
-            # The upload is taken (and its file deleted) first: a refused point must not leave the photo behind.
+            # The upload is taken (and its file deleted) first: a refused point or flag must not leave the photo.
             data = take(payload)
-            return predict_within_limit(pool, triage, data, parse_point(point))[0].to_dict()
+            answers = parse_flags(flags)
+            result = predict_within_limit(pool, triage, data, parse_point(point))[0]
+            return with_answers(result, answers).to_dict()
         except (UploadError, PointError) as err:
             return {"error": err.user_message}
+        except FlagError as err:
+            return {"error": str(err)}
 
     # Gradio's own cleanup is the backstop for a photo that is uploaded but never sent for checking.
     backstop = (limits.UPLOAD_SWEEP_EVERY_S, limits.UNCHECKED_UPLOAD_MAX_AGE_S)
@@ -409,6 +521,8 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
         with gr.Tab("Check a photo"):
             rear_camera = gr.WebcamOptions(mirror=False, constraints={"video": {"facingMode": "environment"}})
             photos = photo_slots("Close-up of the spot", {"webcam_options": rear_camera})
+            with gr.Group(elem_classes=["red-flags"]):
+                photos += questions(QUESTIONS_INTRO)
             go = gr.Button("Check my photo", variant="primary")
             card = gr.HTML()
             edu = gr.Markdown()
@@ -417,6 +531,8 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
             go.click(client, photos, [card, edu], api_visibility="private", preprocess=False, **one_check_queue)
         with gr.Tab("Therapist"):
             t_photos = photo_slots("Photo", {})
+            with gr.Accordion("The client's answers to the red-flag questions", open=False):
+                t_photos += questions(THERAPIST_QUESTIONS_INTRO)
             t_go = gr.Button("Analyse", variant="primary")
             t_card = gr.HTML()
             with gr.Row():
@@ -443,24 +559,22 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
                 with gr.Accordion(title, open=name == "milia"):
                     gr.Markdown(page(name))
         with gr.Tab("About"):
-            gr.Markdown(about_markdown())
-        # The documented API: one file (and optionally the tapped point, "X,Y") in, the JSON result out.
+            # The model in a client's words (the technical card is in the repository), then privacy.
+            gr.Markdown(about_markdown(triage.meta))
+        # The documented API: one file (optionally the tapped point, "X,Y", and the red-flag answers,
+        # "changed,eye=no") in, the JSON result out.
         api_in = gr.File(visible=False, type="filepath")
         api_point = gr.Textbox(visible=False)
+        api_flags = gr.Textbox(visible=False)
         api_out = gr.JSON(visible=False)
         api_btn = gr.Button(visible=False)
         # preprocess=False: gr.File's preprocessing leaves an empty temporary file in the cache on every call.
-        api_btn.click(api, [api_in, api_point], api_out, api_name="triage", preprocess=False, **one_check_queue)
+        api_btn.click(
+            api, [api_in, api_point, api_flags], api_out, api_name="triage", preprocess=False, **one_check_queue
+        )
     # The queue's bounds belong to the app, so every launcher gets them (serve.py sets the same values).
     app.queue(default_concurrency_limit=limits.CONCURRENCY_LIMIT, max_size=limits.QUEUE_MAX_SIZE)
     return app
-
-
-def about_markdown() -> str:
-    """About: the model card, privacy statement and data sources."""
-    card = Path(__file__).resolve().parent.parent / "models" / "MODEL_CARD.md"
-    body = card.read_text(encoding="utf-8") if card.is_file() else "No model card found."
-    return page("privacy") + "\n\n---\n\n" + body
 
 
 __all__ = ["build_app", "theme", "CSS", "UPLOAD_LIMIT", "outcome_card", "summary_html", "predict_within_limit"]

@@ -7,7 +7,20 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from triage import red_flags
+
 CONTENT_DIR = Path(__file__).with_name("content")
+
+#: When to call 999 or go to A&E (defined beside the red-flag questions, whose answers can raise it). Every
+#: outcome page, the doctor-check page and the pages about inflamed spots carry this sentence word for word, so
+#: a client reads one rule wherever they land.
+EMERGENCY_LINE = red_flags.EMERGENCY_LINE
+
+#: Who judges what, in one sentence on every outcome page: the therapist may only stop, never name a spot.
+WHO_JUDGES_LINE = (
+    "Before any treatment, your therapist checks your skin in person and stops if unsure; only a doctor can "
+    "say what a spot is."
+)
 
 #: Learn tab, in order. Each page's title is its own ``# heading``, so the tab, the page and the
 #: *italic* cross-references between pages all use one name.

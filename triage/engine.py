@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from triage.outcomes import CANT_ASSESS, OUTCOMES, most_cautious
 from triage.policy import Thresholds, decide
 from triage.preprocess import canonical_square, crop_bottom
 from triage.quality import MESSAGES, QualityThresholds, assess_quality
+from triage.red_flags import FlagError, apply_red_flags, check_answers
 from triage.tap import MIN_JUDGED_SIDE, Box, tap_boxes
 from triage.transforms import eval_batch
 
@@ -73,11 +74,14 @@ class TriageResult:
     #: (``[left, top, right, bottom]`` fractions); both absent when the whole photo was judged.
     point: list[float] | None = None
     area: list[float] | None = None
+    #: The red-flag questions as answered (``{"changed": "yes", ...}``, see :mod:`triage.red_flags`); absent
+    #: when none were answered.
+    answers: dict[str, str] | None = None
 
     def to_dict(self) -> dict:
-        """Plain-data view for JSON (``file``, ``point`` and ``area`` only when set)."""
+        """Plain-data view for JSON (``file``, ``point``, ``area`` and ``answers`` only when set)."""
         d = asdict(self)
-        for key in ("file", "point", "area"):
+        for key in ("file", "point", "area", "answers"):
             if d[key] is None:
                 d.pop(key)
         return d
@@ -163,6 +167,22 @@ def combine_results(results: list[TriageResult]) -> TriageResult:
         point=driver.point,
         area=driver.area,
     )
+
+
+def with_answers(result: TriageResult, answers: dict[str, str] | None) -> TriageResult:
+    """The result after the red-flag questions (:func:`triage.red_flags.apply_red_flags`): never less careful.
+
+    Applied after the photo's decision and its safety gate, and after several photos are combined, so a
+    combined answer still names the photos that could not be assessed. No answers: the result as it was.
+
+    Raises:
+        FlagError: an unknown question or answer.
+    """
+    answers = check_answers(answers)
+    if not answers:
+        return result
+    outcome, reasons, codes = apply_red_flags(result.outcome, result.reasons, result.reason_codes, answers)
+    return replace(result, outcome=outcome, reasons=reasons, reason_codes=codes, answers=answers)
 
 
 def sha256_file(path: Path) -> str:
@@ -387,6 +407,8 @@ __all__ = [
     "ModelLoadError",
     "UploadError",
     "decide_outcome",
+    "FlagError",
+    "with_answers",
     "combine_reasons",
     "combine_results",
     "most_cautious_index",

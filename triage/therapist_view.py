@@ -1,8 +1,9 @@
 """HTML pieces of the therapist tab, built in memory: nothing here is written to disk.
 
 * :func:`probability_panel`: the calibrated probabilities as bars, with no headline class (a big "milia-like"
-  above a "see a doctor" card reads as the opposite of the decision), and one line saying why when the
-  decision is not the most probable group.
+  above a "see a doctor" card reads as the opposite of the decision), one line saying why when the
+  decision is not the most probable group, and one plain sentence each on what "calibrated probabilities"
+  and the "referral threshold" are (:func:`panel_help`).
 * :func:`heatmap_html`: the Grad-CAM overlay inline as a ``data:`` URL. Returned to ``gr.Image`` it would be
   saved as a file in Gradio's cache and served from there.
 * :func:`summary_link_html`: the printable summary as a ``data:`` download link, for the same reason: it
@@ -26,6 +27,24 @@ PANEL_TITLE = "How closely the photo resembles each group (calibrated probabilit
 HEATMAP_TITLE = "Where the model looked (Grad-CAM)"
 SUMMARY_FILE_NAME = "consultation-summary.html"
 NO_PROBABILITIES = "No probabilities: the photo did not pass the photo checks, so the model did not run."
+#: The two terms the panel and its note use, each in one plain sentence.
+CALIBRATED_HELP = (
+    "Calibrated probabilities: the model's scores for each group, adjusted on photos it did not learn from so "
+    "that, across many photos like its examples, a group shown at 0.30 was the right one about 3 times in 10."
+)
+REFERRAL_HELP = (
+    "Referral threshold: the refer-to-doctor probability at which the answer becomes a doctor's check "
+    "({limits}), set low on purpose so that few spots needing a doctor are missed, even when another group is "
+    "more probable."
+)
+
+
+def panel_help(thresholds: Thresholds) -> list[str]:
+    """What "calibrated probabilities" and "referral threshold" mean, with the thresholds in use."""
+    limits = f"here {thresholds.refer:.2f}"
+    if thresholds.refer_other is not None and thresholds.refer_other > thresholds.refer:
+        limits += f", or {thresholds.refer_other:.2f} when 'other' is the likeliest of the other groups"
+    return [CALIBRATED_HELP, REFERRAL_HELP.format(limits=limits)]
 
 
 def decision_note(result: TriageResult, thresholds: Thresholds, ood_threshold: float | None = None) -> str | None:
@@ -56,7 +75,7 @@ def decision_note(result: TriageResult, thresholds: Thresholds, ood_threshold: f
             f"can't assess: the photo is unlike the skin photos the model learned from (out-of-distribution "
             f"score {result.ood_score:.1f}, limit {ood_threshold:.1f}), so these probabilities are not used."
         )
-    return f"{result.outcome}: set by the decision policy's safety checks, not by the highest probability."
+    return f"{result.outcome}: set by the decision policy's cautious rules, not by the highest probability."
 
 
 def probability_panel(result: TriageResult, thresholds: Thresholds, ood_threshold: float | None = None) -> str:
@@ -75,7 +94,10 @@ def probability_panel(result: TriageResult, thresholds: Thresholds, ood_threshol
         )
     note = decision_note(result, thresholds, ood_threshold)
     note_html = f"<p class='prob-note'>{html.escape(note)}</p>" if note else ""
-    return f"<div class='prob-panel' data-decision='{result.outcome}'>{title}{''.join(rows)}{note_html}</div>"
+    help_html = "".join(f"<p class='prob-help'>{html.escape(line)}</p>" for line in panel_help(thresholds))
+    return (
+        f"<div class='prob-panel' data-decision='{result.outcome}'>{title}{''.join(rows)}{note_html}{help_html}</div>"
+    )
 
 
 def heatmap_html(image: Image.Image, caption: str = HEATMAP_TITLE) -> str:
@@ -99,4 +121,12 @@ def summary_link_html(document: str) -> str:
     )
 
 
-__all__ = ["decision_note", "probability_panel", "heatmap_html", "summary_link_html", "PANEL_TITLE", "HEATMAP_TITLE"]
+__all__ = [
+    "decision_note",
+    "panel_help",
+    "probability_panel",
+    "heatmap_html",
+    "summary_link_html",
+    "PANEL_TITLE",
+    "HEATMAP_TITLE",
+]

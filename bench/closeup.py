@@ -2,7 +2,7 @@
 
 Usage:
     python bench/closeup.py [--checkpoint models/triage-mnv3s.pt] [--data data/processed]
-                            [--out bench/results/closeup.json]
+                            [--out bench/results/closeup.json] [--verified results/verified_closeups.csv]
 
 Scores the test split and the close-up test set (lesion-centred crops of the test photos, see
 ``triage/crops.py``) with the checkpoint's calibrated model, under two policies:
@@ -14,11 +14,17 @@ Scores the test split and the close-up test set (lesion-centred crops of the tes
 Both are chosen on validation data only; the test split and the close-up test set only measure. The model
 runs on the build's cached canonical squares, which equal what serving computes (tested in
 ``tests/test_training.py``), in batches.
+
+``ranking`` holds what no threshold changes: ``refer_auc`` and ``useful_at_95`` (``triage.metrics``) with
+group-bootstrap 95% intervals, per set. When the verdict file exists (``--verified``: close-up test crops checked
+by eye, ``verdict`` yes / no / unsure), every number is reported on ``test_crops_verified`` too: the crops whose
+verdict is yes.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import time
 from pathlib import Path
@@ -27,10 +33,15 @@ import numpy as np
 import torch
 
 from triage import metrics as M
-from triage.crops import open_crop_cache
+from triage.crops import open_crop_cache, read_crop_rows
 from triage.engine import Triage
+from triage.evaluate import verified_mask
 from triage.policy import Thresholds, choose_thresholds, decide, softmax
+from triage.sources import parse_box, read_manifest
 from triage.training import images_for, load_splits, predict_logits
+from triage.transforms import colour_of
+
+SETS = ("val", "val_crops", "test", "test_crops")
 
 
 def measure(probs: np.ndarray, y: np.ndarray, t: Thresholds) -> dict:
@@ -40,12 +51,37 @@ def measure(probs: np.ndarray, y: np.ndarray, t: Thresholds) -> dict:
     return {k: s[k] for k in keys} | {"recall": {k: v["recall"] for k, v in s["per_class"].items()}}
 
 
+def ranking(probs: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict:
+    """The threshold-free numbers of one set: AUC and usefulness at refer sensitivity 0.95, with intervals."""
+    return M.ranking(probs, y) | M.ranking_cis(probs, y, groups=groups)
+
+
+def verified_positions(verified_csv: Path, data: Path) -> np.ndarray:
+    """Which crops of the close-up test set (in ``test_crops`` order) were checked by eye and kept (verdict yes).
+
+    A verdict row names its crop by photo path and box, as ``models/closeup_test_manifest.csv`` does.
+    """
+    keep = verified_mask(verified_csv)
+    if keep is None:
+        raise SystemExit(f"{verified_csv} has no verdict column")
+    records = read_manifest(verified_csv)
+    wanted = {(r.path.resolve(), r.box) for r, k in zip(records, keep, strict=True) if k}
+    with open(data / "manifest.csv", newline="", encoding="utf-8") as fh:
+        path_of = {r["cache_row"]: r["path"] for r in csv.DictReader(fh)}
+    crops = [c for c in read_crop_rows(data) if c["split"] == "test"]
+    found = np.array([(Path(path_of[c["cache_row"]]).resolve(), parse_box(c["box"])) in wanted for c in crops])
+    if found.sum() != len(wanted):
+        raise SystemExit(f"{len(wanted) - found.sum()} verified crops are not in this build's close-up test set")
+    return found
+
+
 def main() -> None:
     """Score and print / write the JSON."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", default="models/triage-mnv3s.pt")
     p.add_argument("--data", default="data/processed")
     p.add_argument("--out", default="bench/results/closeup.json")
+    p.add_argument("--verified", default="results/verified_closeups.csv", help="verdicts (skipped when absent)")
     args = p.parse_args()
     t0 = time.time()
     triage = Triage.load(args.checkpoint, threads=2)
@@ -55,7 +91,7 @@ def main() -> None:
     if crops is None:
         raise SystemExit(f"{args.data} has no lesion-centred crops: rebuild it (python -m triage.data crops)")
     probs = {}
-    for name in ("val", "val_crops", "test", "test_crops"):
+    for name in SETS:
         logits = predict_logits(
             triage.model,
             images_for(name, cache, crops),
@@ -63,16 +99,22 @@ def main() -> None:
             meta["image_size"],
             meta["mean"],
             meta["std"],
+            colour=colour_of(meta),
         )
         probs[name] = softmax(logits, meta["temperature"])
     chosen, point = choose_thresholds(
         probs["val"], splits["val"].y, also={"closeup": (probs["val_crops"], splits["val_crops"].y)}
     )
+    sets = {name: (probs[name], splits[name]) for name in SETS}
+    if Path(args.verified).exists():
+        keep = verified_positions(Path(args.verified), Path(args.data))
+        sets["test_crops_verified"] = (probs["test_crops"][keep], splits["test_crops"].subset(keep))
     out: dict = {"checkpoint": args.checkpoint, "version": triage.version, "data_fingerprint": fingerprint}
+    out["ranking"] = {name: ranking(p, split.y, split.group) for name, (p, split) in sets.items()}
     for policy, t in (("shipped", triage.thresholds), ("photos_and_closeups", chosen)):
         out[policy] = {"thresholds": t.__dict__}
-        for name in ("val", "val_crops", "test", "test_crops"):
-            out[policy][name] = measure(probs[name], splits[name].y, t)
+        for name, (p, split) in sets.items():
+            out[policy][name] = measure(p, split.y, t)
     out["photos_and_closeups"]["validation_point"] = point
     out["wall_seconds"] = round(time.time() - t0, 1)
     text = json.dumps(out, indent=1, default=float)

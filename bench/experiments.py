@@ -7,9 +7,11 @@
 Every experiment is the shipped recipe (``configs/mobilenet_v3_small.yaml``) with a few fields changed
 (``EXPERIMENTS``), trained with ``train.py`` into ``runs/experiments/<name>``. A run interrupted by the end of a
 working session continues from its last epoch when started again (``train.py --resume``). Each row holds the
-exact command, the wall time and the numbers at the validation-chosen safety point on the whole-photo test
-split, the close-up test set (lesion-centred crops of test photos) and, for leave-one-source-out rows, all
-photos of the held-out source.
+exact command, its seed, the wall time, the model-step milliseconds, the ranking of p(refer-to-doctor)
+(``refer_auc`` and ``useful_at_95`` with group-bootstrap 95% intervals, ``triage.metrics``) and the numbers at
+the validation-chosen safety point, on the whole-photo test split, the close-up test set (lesion-centred crops
+of test photos) and, for leave-one-source-out rows, all photos of the held-out source. Rows recorded before a
+column existed keep it empty.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "experiments.csv"
@@ -30,6 +35,21 @@ CONFIG = "configs/mobilenet_v3_small.yaml"
 SCREEN = {"epochs": 3, "baseline": False}
 #: Full-length rows: the shipped recipe's 8 epochs, no baselines (the winner's shipped run adds them).
 FULL = {"epochs": 8, "baseline": False}
+#: For rows that choose their epoch on the ranking (validation useful_at_95, AUC breaking ties). The recipe file
+#: pins ``select_on: balanced_accuracy``, the shipped model's choice, which every row above was trained with.
+RANKED = {"select_on": "useful_at_95"}
+#: Larger networks and longer runs: 12 and 20 epochs, chosen on the ranking like RANKED.
+LADDER = {"epochs": 12, "baseline": False} | RANKED
+LONG = {"epochs": 20, "baseline": False} | RANKED
+#: An EMA of the weights over about the last 500 steps (1.8 epochs of 271 steps at batch 48) is what is validated
+#: and shipped (``triage.ema``).
+EMA = {"ema_decay": 0.998}
+SHADES_OF_GREY = {"colour_constancy": "shades_of_grey"}
+#: EfficientNet-Lite0 and Lite2 at the input sides of their ImageNet training (``triage.models.BACKBONES``).
+LITE0_224 = {"arch": "efficientnet_lite0", "image_size": 224}
+LITE2_260 = {"arch": "efficientnet_lite2", "image_size": 260}
+#: Rows that decide the recipe run with two seeds (``--seed``: sampling, augmentation, initial head, dropout).
+SEEDS = (0, 1)
 # Each recipe states both levers, so that a row keeps its meaning whatever the shipped config says.
 CROPS_OFF = {"lesion_crop_p": 0.0, "diagnosis_labels": "false"}
 CROPS = {"lesion_crop_p": 0.5, "diagnosis_labels": "false"}
@@ -42,18 +62,34 @@ RECIPES: dict[str, tuple[str, dict]] = {
     "crops-on-192px": ("crops on, input 192 px", CROPS | {"image_size": 192}),
     "diagnoses-crops-on": ("crops on + diagnosis-level labels (the shipped recipe)", DIAGNOSES),
     "efficientnet-lite0-crops-on": ("crops on, EfficientNet-Lite0 backbone", CROPS | {"arch": "efficientnet_lite0"}),
+    # Colour constancy alone, on the shipped recipe (both rows state it, whatever the config file says).
+    "colour-off": ("the shipped recipe, colour constancy off", DIAGNOSES | {"colour_constancy": "none"}),
+    "colour-on": ("the shipped recipe + Shades-of-Grey colour constancy", DIAGNOSES | SHADES_OF_GREY),
+    # The backbone ladder, each at its ImageNet input side, with an EMA of the weights (warm-up + cosine is the
+    # schedule of every run); MobileNetV3-Small at 224 px is the equal-budget control.
+    "mnv3s-224px-ema": ("MobileNetV3-Small, 224 px, EMA", DIAGNOSES | {"image_size": 224} | EMA),
+    "lite0-224px-ema": ("EfficientNet-Lite0, 224 px, EMA", DIAGNOSES | LITE0_224 | EMA),
+    "lite2-260px-ema": ("EfficientNet-Lite2, 260 px, EMA", DIAGNOSES | LITE2_260 | EMA),
 }
 LOSO_SOURCES = ("roboflow_acne", "ascid", "fitzpatrick17k")
 FULL_LOSO_RECIPES = ["crops-off", "crops-on", "diagnoses-crops-on"]
 
 
-def _rows(prefix: str, budget: dict, lever: str, recipes: list[str], sources: tuple[str, ...] = ()) -> dict:
-    """Experiments ``<prefix><recipe>`` (or ``loso-<source>-<prefix><recipe>`` for each held-out source)."""
+def _rows(
+    prefix: str, budget: dict, lever: str, recipes: list[str], sources: tuple[str, ...] = (), seeds: tuple = (0,)
+) -> dict:
+    """Experiments ``<prefix><recipe>`` (or ``loso-<source>-<prefix><recipe>`` for each held-out source).
+
+    Each seed but 0 (the default) adds ``<prefix><recipe>-seed<n>``, the same recipe with ``--seed n``.
+    """
     out = {}
     for recipe in recipes:
         what, change = RECIPES[recipe]
-        if not sources:
-            out[f"{prefix}{recipe}"] = {"lever": lever.format(what), "set": budget | change}
+        for seed in () if sources else seeds:
+            out[f"{prefix}{recipe}" + (f"-seed{seed}" if seed else "")] = {
+                "lever": lever.format(what) + (f", seed {seed}" if seed else ""),
+                "set": budget | change | ({"seed": seed} if seed else {}),
+            }
         for src in sources:
             out[f"loso-{src}-{prefix}{recipe}"] = {
                 "lever": lever.format(what),
@@ -70,18 +106,30 @@ EXPERIMENTS: dict[str, dict] = {
     **_rows("", SCREEN, "leave-one-source-out, {}", ["crops-on"], LOSO_SOURCES),
     **_rows("", SCREEN, "leave-one-source-out, {}", ["crops-off"], LOSO_SOURCES),
     **_rows("full-", FULL, "8 epochs, leave-one-source-out, {}", FULL_LOSO_RECIPES, LOSO_SOURCES),
+    **_rows("ranked-", FULL | RANKED, "8 epochs, {}", ["colour-off", "colour-on"], seeds=SEEDS),
+    **_rows("ladder-", LADDER, "12 epochs, {}", ["mnv3s-224px-ema", "lite0-224px-ema", "lite2-260px-ema"], seeds=SEEDS),
+    **_rows("long-", LONG, "20 epochs, {}", ["mnv3s-224px-ema"], seeds=SEEDS),
 }
+
+#: The ranking columns of each set (``<prefix>_refer_auc``, ``<prefix>_refer_auc_ci95``, ...); an interval is
+#: written as ``[low, high]``.
+RANKING = ("refer_auc", "refer_auc_ci95", "useful_at_95", "useful_at_95_ci95")
+SETS = (("test", "test"), ("closeup_test", "closeup"), ("holdout", "holdout"))
 
 COLUMNS = [
     "name",
     "lever",
     "command",
     "epochs",
+    "seed",
     "wall_seconds",
+    "model_step_ms",
+    *(f"{prefix}_{k}" for _, prefix in SETS for k in RANKING),
     "test_balanced_accuracy",
     "test_refer_sensitivity",
     "test_benign_usefulness",
     "test_unsafe_miss_rate",
+    "test_pustule_recall",
     "closeup_balanced_accuracy",
     "closeup_refer_sensitivity",
     "closeup_benign_usefulness",
@@ -93,6 +141,7 @@ COLUMNS = [
     "holdout_refer_sensitivity",
     "holdout_benign_usefulness",
     "holdout_unsafe_miss_rate",
+    "holdout_pustule_recall",
     "holdout_closeup_benign_usefulness",
 ]
 
@@ -114,32 +163,58 @@ def train(name: str) -> None:
     subprocess.run(args or command(name), cwd=ROOT, check=True)
 
 
-def row(name: str) -> dict:
-    """One CSV row from a finished run folder."""
-    m = json.loads((ROOT / RUNS / name / "metrics.json").read_text())
+def row(name: str, timing: bool = True) -> dict:
+    """One CSV row from a finished run folder (``timing``: also time its model step, a few seconds)."""
+    run = ROOT / RUNS / name
+    m = json.loads((run / "metrics.json").read_text())
     model = m["model"]
+    cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
     out = {
         "name": name,
         "lever": EXPERIMENTS[name]["lever"],
         "command": "python " + " ".join(command(name)[1:]),
         "epochs": len(model["history"]),
+        "seed": cfg.get("seed", ""),
         "wall_seconds": m["wall_seconds"],
+        "model_step_ms": model_step_ms(run / "model.pt") if timing else "",
         "holdout_source": model.get("holdout_source", ""),
     }
-    for key, prefix in (("test", "test"), ("closeup_test", "closeup"), ("holdout", "holdout")):
+    for key, prefix in SETS:
         s = model.get(key)
         for metric in ("balanced_accuracy", "refer_sensitivity", "benign_usefulness", "unsafe_miss_rate"):
             out[f"{prefix}_{metric}"] = s[metric] if s else ""
+        for metric in RANKING:  # empty for a run recorded before the ranking was measured
+            v = s.get(metric, "") if s else ""
+            out[f"{prefix}_{metric}"] = json.dumps(list(v)) if isinstance(v, list | tuple) else v
+    for key, prefix in (("test", "test"), ("closeup_test", "closeup"), ("holdout", "holdout")):
+        s = model.get(key)
+        out[f"{prefix}_pustule_recall"] = s["per_class"]["pustule"]["recall"] if s else ""
     c = model.get("closeup_test")
     out["closeup_milia_recall"] = c["per_class"]["milia-like"]["recall"] if c else ""
-    out["closeup_pustule_recall"] = c["per_class"]["pustule"]["recall"] if c else ""
     hc = model.get("holdout_closeup")
     out["holdout_closeup_benign_usefulness"] = hc["benign_usefulness"] if hc else ""
     return out
 
 
-def record(names: list[str]) -> None:
-    """Insert or replace the rows of ``names`` in ``results/experiments.csv`` (experiment order)."""
+def model_step_ms(checkpoint: Path, repeats: int = 50) -> float | str:
+    """Median milliseconds of the model step on 2 threads (``triage.model_step_timing``); empty without a model.
+
+    Measured when the row is recorded, on whatever else the machine is doing: compare rows recorded alike.
+    """
+    if not checkpoint.exists():
+        return ""
+    from triage.engine import Triage
+    from triage.model_step_timing import benchmark_input, time_model_step
+
+    engine = Triage.load(checkpoint, threads=2)
+    return round(statistics.median(time_model_step(engine, benchmark_input(engine), repeats)), 2)
+
+
+def record(names: list[str]) -> dict[str, dict]:
+    """Insert or replace the rows of ``names`` in ``results/experiments.csv`` (experiment order); returns them.
+
+    The file is rewritten with :data:`COLUMNS`: a column added since a row was recorded stays empty there.
+    """
     rows: dict[str, dict] = {}
     if RESULTS.exists():
         with open(RESULTS, newline="") as fh:
@@ -152,30 +227,47 @@ def record(names: list[str]) -> None:
         w = csv.DictWriter(fh, fieldnames=COLUMNS)
         w.writeheader()
         w.writerows(rows[n] for n in order)
+    return {n: rows[n] for n in names}
 
 
 def table() -> str:
-    """``results/experiments.csv`` as a Markdown table, safety and usefulness side by side."""
+    """``results/experiments.csv`` as a Markdown table: the ranking first, then safety beside usefulness."""
     with open(RESULTS, newline="") as fh:
         rows = list(csv.DictReader(fh))
     lines = [
-        "| experiment | epochs | test: refer sens. / benign useful. / bal. acc. | close-up: refer sens. / benign "
-        "useful. / milia R / pustule R | held-out source: refer sens. / benign useful. | wall |",
-        "|---|---|---|---|---|---|",
+        "| experiment | epochs | seed | test: AUC / useful at 95 | test: refer sens. / benign useful. / bal. acc. | "
+        "close-up: AUC / useful at 95 | close-up: refer sens. / benign useful. / milia R / pustule R | "
+        "held-out source: AUC / useful at 95 / refer sens. / benign useful. | model step | wall |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         held = (
-            f"{r['holdout_source']}: {r['holdout_refer_sensitivity']} / {r['holdout_benign_usefulness']}"
+            f"{r['holdout_source']}: {ranking_cell(r, 'holdout')} / {r['holdout_refer_sensitivity']} / "
+            f"{r['holdout_benign_usefulness']}"
             if r["holdout_source"]
             else "-"
         )
+        step = f"{r['model_step_ms']} ms" if r.get("model_step_ms") else "-"
         lines.append(
-            f"| {r['lever']} | {r['epochs']} | {r['test_refer_sensitivity']} / **{r['test_benign_usefulness']}** / "
-            f"{r['test_balanced_accuracy']} | {r['closeup_refer_sensitivity']} / **{r['closeup_benign_usefulness']}** "
-            f"/ {r['closeup_milia_recall']} / {r['closeup_pustule_recall']} | {held} | "
+            f"| {r['lever']} | {r['epochs']} | {r.get('seed') or '-'} | {ranking_cell(r, 'test')} | "
+            f"{r['test_refer_sensitivity']} / **{r['test_benign_usefulness']}** / {r['test_balanced_accuracy']} | "
+            f"{ranking_cell(r, 'closeup')} | {r['closeup_refer_sensitivity']} / **{r['closeup_benign_usefulness']}** "
+            f"/ {r['closeup_milia_recall']} / {r['closeup_pustule_recall']} | {held} | {step} | "
             f"{float(r['wall_seconds']) / 60:.0f} min |"
         )
     return "\n".join(lines)
+
+
+def ranking_cell(r: dict, prefix: str) -> str:
+    """``AUC (CI) / useful at 95 (CI)`` of one set of a CSV row; ``-`` where the row predates the ranking."""
+    parts = []
+    for metric in ("refer_auc", "useful_at_95"):
+        value, ci = r.get(f"{prefix}_{metric}") or "", r.get(f"{prefix}_{metric}_ci95") or ""
+        if not value:
+            return "-"
+        lo_hi = json.loads(ci) if ci else None
+        parts.append(f"{value} ({lo_hi[0]}–{lo_hi[1]})" if lo_hi else value)
+    return " / ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,8 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names:
         if args.action == "run":
             train(name)
-        record([name])
-        print(json.dumps(row(name)))
+        print(json.dumps(record([name])[name]))
     return 0
 
 

@@ -27,6 +27,7 @@ from triage.calibration import fit_temperature
 from triage.models import BACKBONES, build_model, model_for_checkpoint
 from triage.policy import choose_thresholds, decide, softmax
 from triage.training import load_splits, predict_logits
+from triage.transforms import colour_of
 
 
 def tight_crop(cache: np.ndarray, share: float = 0.3) -> np.ndarray:
@@ -45,13 +46,14 @@ def score(model, cfg: dict, cache, splits, tight_test) -> dict:
     spec = BACKBONES[cfg["arch"]]
     size = cfg["image_size"]
     val, test = splits["val"], splits["test"]
-    val_logits = predict_logits(model, cache, val.rows, size, spec.mean, spec.std)
+    colour = colour_of(cfg)  # the checkpoint's colour constancy ("none" for older checkpoints)
+    val_logits = predict_logits(model, cache, val.rows, size, spec.mean, spec.std, colour=colour)
     temperature = fit_temperature(val_logits, val.y)
     thresholds, _ = choose_thresholds(softmax(val_logits, temperature), val.y)
     out = {"temperature": round(temperature, 4), "thresholds": thresholds.__dict__}
     test_rows = np.arange(len(test.rows))
     for name, images, rows in (("test", cache, test.rows), ("test_tight_crop", tight_test, test_rows)):
-        probs = softmax(predict_logits(model, images, rows, size, spec.mean, spec.std), temperature)
+        probs = softmax(predict_logits(model, images, rows, size, spec.mean, spec.std, colour=colour), temperature)
         pred = decide(probs, thresholds)
         s = M.summary(test.y, pred, probs)
         out[name] = {k: s[k] for k in ("balanced_accuracy", "refer_sensitivity", "unsafe_miss_rate", "ece")}

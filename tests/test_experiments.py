@@ -39,3 +39,41 @@ def test_every_experiment_parses_into_the_recipe_with_its_changes():
         for key, value in spec["set"].items():
             want = {"true": True, "false": False}.get(str(value).lower(), value)
             assert getattr(cfg, key) == type(getattr(cfg, key))(want), (name, key)
+
+
+def test_rows_carry_the_ranking_with_intervals_and_older_runs_leave_it_empty(tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+
+    from triage import metrics as M
+
+    exp = _module("experiments", ROOT / "bench" / "experiments.py")
+    monkeypatch.setattr(exp, "RUNS", tmp_path)
+    monkeypatch.setattr(exp, "RESULTS", tmp_path / "experiments.csv")
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 200)
+    probs = rng.dirichlet(np.ones(4), 200)
+    s = M.summary(y, probs.argmax(1), probs) | M.ranking_cis(probs, y, n=50)
+    old = {k: v for k, v in s.items() if k not in M.ranking(probs, y) and not k.endswith("_ci95")}
+    loso, screen = "loso-ascid-crops-on", "screen-crops-on"
+    for name, m in ((loso, s), (screen, old)):
+        (tmp_path / name).mkdir()
+        model = {"history": [{}] * 3, "test": m, "closeup_test": m} | (
+            {"holdout": m, "holdout_closeup": m, "holdout_source": "ascid"} if name == loso else {}
+        )
+        # As train.py writes it: JSON turns the intervals into lists.
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"wall_seconds": 600.0, "model": model}))
+    (tmp_path / loso / "config.yaml").write_text("seed: 1\n")
+    new_row, old_row = exp.row(loso, timing=False), exp.row(screen, timing=False)
+    assert set(new_row) == set(old_row) == set(exp.COLUMNS)
+    for prefix in ("test", "closeup", "holdout"):
+        assert new_row[f"{prefix}_refer_auc"] == s["refer_auc"]
+        assert json.loads(new_row[f"{prefix}_useful_at_95_ci95"]) == list(s["useful_at_95_ci95"])
+    assert new_row["seed"] == 1 and new_row["model_step_ms"] == "" and new_row["holdout_source"] == "ascid"
+    assert old_row["test_refer_auc"] == old_row["test_refer_auc_ci95"] == old_row["seed"] == ""
+    exp.record([loso, screen])
+    lines = exp.table().splitlines()
+    lo, hi = s["refer_auc_ci95"]
+    assert f"{s['refer_auc']} ({lo}–{hi})" in next(line for line in lines if "leave-one-source-out" in line)
+    assert "| 3 | - | - |" in next(line for line in lines if line.startswith("| lesion-centred crops: on"))

@@ -145,3 +145,149 @@ def test_benign_usefulness_of_a_tool_that_refers_everyone_is_zero():
     assert M.benign_usefulness(y, refer_all) == 0.0
     assert M.refer_sensitivity(y, refer_all) == 1.0
     assert math.isnan(M.benign_usefulness(np.array([3, 3]), np.array([3, 0])))
+
+
+# -- the ranking of p(refer-to-doctor) ---------------------------------------------------------------------------
+
+R = OUTCOMES.index(REFER)
+
+
+def test_refer_auc_perfect_reversed_and_all_tied():
+    y = np.array([R, R, 0, 1, 2])
+    assert M.refer_auc(np.array([0.9, 0.8, 0.1, 0.2, 0.3]), y) == 1.0
+    assert M.refer_auc(np.array([0.1, 0.2, 0.9, 0.8, 0.7]), y) == 0.0
+    assert M.refer_auc(np.full(5, 0.4), y) == 0.5  # every pair tied: each counts half
+
+
+def test_refer_auc_counts_ties_half_by_hand():
+    # Refer 0.8 and 0.5 against benign 0.5 and 0.2: pairs 1 + 1 + 0.5 (the tie) + 1 = 3.5 of 4.
+    y = np.array([R, R, 0, 2])
+    assert M.refer_auc(np.array([0.8, 0.5, 0.5, 0.2]), y) == pytest.approx(3.5 / 4)
+    # Refer 0.6 against benign 0.7, 0.6, 0.6, 0.1: 0 + 0.5 + 0.5 + 1 = 2 of 4.
+    assert M.refer_auc(np.array([0.6, 0.7, 0.6, 0.6, 0.1]), np.array([R, 1, 0, 2, 2])) == pytest.approx(0.5)
+
+
+def test_refer_auc_takes_the_refer_column_of_full_probabilities_and_restricts_negatives():
+    probs = np.array(
+        [
+            [0.1, 0.1, 0.1, 0.7],  # refer
+            [0.1, 0.2, 0.2, 0.5],  # refer
+            [0.2, 0.2, 0.0, 0.6],  # milia-like: above one refer photo
+            [0.1, 0.7, 0.1, 0.1],  # pustule: below both
+        ]
+    )
+    y = np.array([R, R, 0, 1])
+    assert M.refer_auc(probs, y) == M.refer_auc(probs[:, R], y) == pytest.approx(3 / 4)
+    assert M.refer_auc(probs, y, [0]) == pytest.approx(1 / 2)  # milia-like against refer
+    assert M.refer_auc(probs, y, [1]) == 1.0  # pustule against refer
+    assert math.isnan(M.refer_auc(probs, y, [2]))  # no "other" photo
+
+
+def test_refer_auc_undefined_without_one_of_the_classes():
+    assert math.isnan(M.refer_auc(np.array([0.3, 0.9]), np.array([0, 2])))  # no refer photo
+    assert math.isnan(M.refer_auc(np.array([0.3, 0.9]), np.array([R, R])))  # no benign photo
+    assert math.isnan(M.refer_auc(np.zeros(0), np.zeros(0, dtype=int)))
+
+
+def test_threshold_is_the_largest_that_reaches_the_sensitivity():
+    p = np.arange(1, 21) / 20  # 20 refer photos at 0.05 ... 1.0
+    y = np.full(20, R)
+    # 19 of 20 = 0.95: the 19th largest, 0.10 (0.95 x 20 is 19, not 19.000000000000004 -> 20).
+    assert M.refer_threshold_at_sensitivity(p, y, 0.95) == pytest.approx(0.10)
+    assert M.refer_threshold_at_sensitivity(p, y, 0.951) == pytest.approx(0.05)  # needs all 20
+    assert M.refer_threshold_at_sensitivity(p, y, 1.0) == pytest.approx(0.05)
+    assert M.refer_threshold_at_sensitivity(p, y, 0.5) == pytest.approx(0.55)
+    assert math.isnan(M.refer_threshold_at_sensitivity(p, np.zeros(20, dtype=int)))
+
+
+def _hand_set() -> tuple[np.ndarray, np.ndarray]:
+    """20 refer photos at p(refer) 0.05 ... 1.0 (threshold at 0.95: 0.10), then five benign photos."""
+    refer = np.zeros((20, 4))
+    refer[:, R] = np.arange(1, 21) / 20
+    refer[:, 0] = 1 - refer[:, R]
+    benign = np.array(
+        [
+            [0.80, 0.05, 0.05, 0.10],  # milia-like at the threshold: referred (ties refer), not useful
+            [0.90, 0.02, 0.03, 0.05],  # milia-like, kept and right: useful
+            [0.60, 0.30, 0.05, 0.05],  # pustule, kept but answered milia-like: not useful
+            [0.10, 0.10, 0.75, 0.05],  # other, kept and right: useful
+            [0.05, 0.70, 0.20, 0.05],  # pustule, kept and right: useful
+        ]
+    )
+    return np.vstack([refer, benign]), np.array([R] * 20 + [0, 0, 1, 2, 1])
+
+
+def test_useful_at_95_by_hand():
+    probs, y = _hand_set()
+    pred = M.decisions_at_sensitivity(probs, y)
+    assert pred[20:].tolist() == [R, 0, 0, 2, 1]
+    assert M.refer_sensitivity(y, pred) == pytest.approx(19 / 20)
+    assert M.useful_at_sensitivity(probs, y) == pytest.approx(3 / 5)
+    # At sensitivity 1.0 the threshold drops to 0.05: every benign photo is referred.
+    assert M.useful_at_sensitivity(probs, y, 1.0) == 0.0
+    r = M.ranking(probs, y)
+    assert r["useful_at_95"] == pytest.approx(0.6) and r["at_95"]["refer_threshold"] == pytest.approx(0.1)
+    assert r["at_95"]["recall"] == {MILIA: 0.5, PUSTULE: 0.5, OTHER: 1.0, REFER: 0.95}
+    assert set(r["auc_vs_refer"]) == {MILIA, PUSTULE, OTHER}
+    assert M.summary(y, pred, probs)["useful_at_95"] == r["useful_at_95"]  # the summary carries the ranking
+
+
+def test_useful_at_95_undefined_without_refer_or_benign_photos():
+    probs, y = _hand_set()
+    assert math.isnan(M.useful_at_sensitivity(probs[20:], y[20:]))
+    assert math.isnan(M.useful_at_sensitivity(probs[:20], y[:20]))
+
+
+def test_ranking_ci_brackets_the_point_and_is_seeded():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 400)
+    probs = rng.dirichlet(np.ones(4), 400)
+    probs[:, R] += 0.4 * (y == R)  # refer photos rank higher: AUC well above 0.5
+    probs /= probs.sum(1, keepdims=True)
+    groups = np.arange(400) // 2
+    cis = M.ranking_cis(probs, y, n=200, seed=5, groups=groups)
+    for key, metric in (("refer_auc", M.refer_auc), ("useful_at_95", M.useful_at_sensitivity)):
+        lo, hi = cis[f"{key}_ci95"]
+        assert lo < metric(probs, y) < hi and hi - lo < 0.3, key
+    assert cis == M.ranking_cis(probs, y, n=200, seed=5, groups=groups)
+    assert cis != M.ranking_cis(probs, y, n=200, seed=6, groups=groups)
+    assert 0.5 < cis["refer_auc_ci95"][0]
+    nan_lo, nan_hi = M.ranking_ci(M.refer_auc, probs[y != R], y[y != R], n=20)
+    assert math.isnan(nan_lo) and math.isnan(nan_hi)
+
+
+def test_selection_key_orders_by_the_criterion_then_its_tie_break():
+    a = {"balanced_accuracy": 0.6, "refer_auc": 0.80, "useful_at_95": 0.30}
+    b = {"balanced_accuracy": 0.5, "refer_auc": 0.85, "useful_at_95": 0.30}
+    c = {"balanced_accuracy": 0.7, "refer_auc": 0.90, "useful_at_95": float("nan")}
+    assert M.selection_key(b, "useful_at_95") > M.selection_key(a, "useful_at_95")  # tie broken by AUC
+    assert M.selection_key(c, "useful_at_95") < M.selection_key(a, "useful_at_95")  # undefined ranks lowest
+    assert M.selection_key(c, "refer_auc") > M.selection_key(b, "refer_auc")
+    assert M.selection_key(a, "balanced_accuracy") > M.selection_key(b, "balanced_accuracy")
+    with pytest.raises(ValueError):
+        M.selection_key(a, "accuracy")
+
+
+def test_validation_scores_match_the_metrics():
+    probs, y = _hand_set()
+    s = M.validation_scores(probs, y)
+    assert s["useful_at_95"] == pytest.approx(0.6)
+    assert s["refer_auc"] == M.refer_auc(probs, y)
+    assert s["balanced_accuracy"] == M.balanced_accuracy(y, probs.argmax(1))
+
+
+def test_evaluate_scores_only_the_yes_rows_of_a_verdict_manifest(tmp_path):
+    from triage.evaluate import verified_mask
+
+    plain = tmp_path / "plain.csv"
+    plain.write_text("path,label\na.jpg,pustule\n")
+    assert verified_mask(plain) is None
+    verdicts = tmp_path / "verified.csv"
+    verdicts.write_text(
+        "path,label,source,group,fitzpatrick,box,verdict\n"
+        'a.jpg,pustule,s,g1,-1,"0,0,9,9",yes\n'
+        'a.jpg,pustule,s,g1,-1,"1,1,9,9",no\n'
+        'b.jpg,other,s,g2,-1,"0,0,9,9",unsure\n'
+        'c.jpg,milia-like,s,g3,-1,"0,0,9,9", Yes\n'
+    )
+    assert verified_mask(verdicts).tolist() == [True, False, False, True]

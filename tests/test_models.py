@@ -1,4 +1,4 @@
-"""Backbone registry helpers: batch-norm unfolding of BN-folded initial weights."""
+"""Backbone registry: batch-norm unfolding of BN-folded initial weights, the EfficientNet-Lite wrappers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from triage.models import build_model, features, unfold_batchnorm
+from triage.models import BACKBONES, build_model, features, unfold_batchnorm
 
 
 def _folded_network(seed: int = 0) -> nn.Module:
@@ -55,20 +55,34 @@ def test_ordinary_batchnorm_is_left_alone():
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
 
 
-def test_efficientnet_lite0_wrapper_computes_the_released_network():
-    """The MobileNet-shaped wrapper (``features`` + ``classifier``) must be the package's network, weights included."""
-    lite = pytest.importorskip("efficientnet_lite_pytorch", reason="the 'lite' extra is not installed")
-    from triage.models import _lite0_weights_file
+@pytest.mark.parametrize(
+    ("arch", "side"),
+    [
+        ("efficientnet_lite0", 224),
+        ("efficientnet_lite0", 160),  # the Lite0 screening row's input
+        ("efficientnet_lite1", 240),
+        ("efficientnet_lite2", 260),  # odd feature-map sides (65, 33, 17): padding must follow the input
+    ],
+)
+def test_efficientnet_lite_wrapper_computes_the_released_network(arch, side):
+    """The MobileNet-shaped wrapper (``features`` + ``classifier``) must be the package's network, weights included.
 
-    ref = lite.EfficientNet.from_name("efficientnet-lite0", image_size=224, num_classes=1000)
-    ref.load_state_dict(torch.load(_lite0_weights_file(), map_location="cpu", weights_only=True))
-    ours = build_model("efficientnet_lite0", 1000, "package")
+    The reference is the package's own network built for the released input side (fixed "same" padding); ours
+    pads from the input's size, so it must agree at that side and at any other multiple of 32.
+    """
+    lite = pytest.importorskip("efficientnet_lite_pytorch", reason="the 'lite' extra is not installed")
+    spec = BACKBONES[arch]
+    weights = spec.wheel_weights()
+    variant = arch.replace("_", "-")
+    ref = lite.EfficientNet.from_name(variant, image_size=spec.input_size, num_classes=1000)
+    ref.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    ours = build_model(arch, 1000, weights)
     ours.classifier[-1].load_state_dict(ref._fc.state_dict())
     torch.manual_seed(0)
-    x = torch.randn(2, 3, 160, 160)
+    x = torch.randn(2, 3, side, side)
     with torch.no_grad():
         assert torch.allclose(ours.eval()(x), ref.eval()(x), atol=1e-5)
         assert features(ours, x).shape == (2, 1280)
     # A 4-outcome head replaces the ImageNet one; serving rebuilds it without the weights file.
-    served = build_model("efficientnet_lite0", 4, None)
-    served.load_state_dict(build_model("efficientnet_lite0", 4, "package").state_dict(), strict=True)
+    served = build_model(arch, 4, None)
+    served.load_state_dict(build_model(arch, 4, weights).state_dict(), strict=True)

@@ -7,6 +7,7 @@ here those point at a generated build, a random-weight checkpoint and the build'
 from __future__ import annotations
 
 import base64
+import csv
 import json
 from pathlib import Path
 
@@ -27,13 +28,28 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict[str, Path]:
-    """A tiny build (with duplicate groups), a random-weight checkpoint and the build's test split."""
+    """A tiny build (with duplicate groups), a random-weight checkpoint, the build's test split and verdicts."""
     root = tmp_path_factory.mktemp("nb")
     data = write_tiny_dataset(root / "tiny", per_outcome=12, duplicates=2)
     build(read_manifest(data.manifest), root / "processed", seed=0, workers=1)
     manifest = root / "test_manifest.csv"
     assert A.write_split_manifest(root / "processed", "test", manifest) > 0
-    return {"data": root / "processed", "checkpoint": write_tiny_checkpoint(root / "m.pt"), "manifest": manifest}
+    return {
+        "data": root / "processed",
+        "checkpoint": write_tiny_checkpoint(root / "m.pt"),
+        "manifest": manifest,
+        "verified": _write_verdicts(manifest, root / "verified_closeups.csv"),
+    }
+
+
+def _write_verdicts(manifest: Path, out: Path) -> Path:
+    """Close-up verdicts on the test photos' top-left corners: every third row "no", the others "yes"."""
+    rows = A.read_rows(manifest)
+    with open(out, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=[*rows[0], "box", "verdict"])
+        w.writeheader()
+        w.writerows(dict(r, box="0,0,64,64", verdict="no" if i % 3 == 0 else "yes") for i, r in enumerate(rows))
+    return out
 
 
 def test_notebooks_exist():
@@ -61,6 +77,7 @@ def test_notebook_paths_default_to_the_real_build(monkeypatch):
         "data": REPO / "data" / "processed",
         "checkpoint": REPO / "models" / "triage-mnv3s.pt",
         "manifest": REPO / "models" / "test_manifest.csv",
+        "verified": REPO / "results" / "verified_closeups.csv",
     }
     monkeypatch.setenv("TRIAGE_NB_DATA", "/somewhere/else")
     assert A.notebook_paths()["data"] == Path("/somewhere/else")
@@ -85,10 +102,15 @@ def _pngs(outputs: list[dict]) -> list[bytes]:
 def test_data_notebook_runs_headless(tiny, monkeypatch):
     outputs = _execute(REPO / "notebooks" / "01_data.ipynb", tiny, monkeypatch)
     pngs = _pngs(outputs)
-    assert len(pngs) == 5 and all(p.startswith(PNG) for p in pngs)  # table, skin types, examples, crops, duplicates
+    verified = A.read_rows(tiny["verified"])
+    sheets = len({r["label"] for r in verified if r["verdict"] == "yes"})
+    # table, skin types, examples, crops, duplicates, then one sheet of verified close-ups per outcome
+    assert len(pngs) == 5 + sheets and sheets == len(OUTCOMES) and all(p.startswith(PNG) for p in pngs)
     text = "".join("".join(o.get("text", "")) for o in outputs)
     assert "56 images kept of 56 read" in text
     assert "8 groups with more than one image (16 images)" in text
+    markdown = "".join(o["data"].get("text/markdown", "") for o in outputs if "data" in o)
+    assert "| outcome | n | yes | no | unsure | share yes |" in markdown
 
 
 def test_errors_notebook_runs_headless(tiny, monkeypatch):

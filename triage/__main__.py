@@ -89,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
                         "n",
                         "balanced_accuracy",
                         "refer_sensitivity",
+                        "benign_usefulness",
                         "unsafe_miss_rate",
+                        "refer_auc",
+                        "refer_auc_ci95",
+                        "useful_at_95",
+                        "useful_at_95_ci95",
                         "ece",
                         "decline_rate",
                     )

@@ -41,7 +41,7 @@ NOT_A_DEVICE = (
 QUESTIONS = (
     "The few questions asked beside the photo (is the spot new or changing, does it bleed or fail to heal, is it "
     "painful or spreading, is the eye affected) follow published UK guidance on spots a doctor should see (NICE "
-    "and the NHS). An answer can only make the answer more careful: a \"yes\" always leads to a doctor. They "
+    'and the NHS). An answer can only make the answer more careful: a "yes" always leads to a doctor. They '
     "were chosen from that guidance, not tuned on the example photos, and the numbers above are for photos alone."
 )
 

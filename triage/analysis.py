@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from PIL import Image, ImageDraw, ImageFont
 
 from triage import metrics as M
 from triage.outcomes import CANT_ASSESS, OUTCOMES, REFER
@@ -35,15 +36,16 @@ NOTEBOOK_SETTINGS: dict[str, tuple[str, str]] = {
     "data": ("TRIAGE_NB_DATA", "data/processed"),
     "checkpoint": ("TRIAGE_NB_CHECKPOINT", "models/triage-mnv3s.pt"),
     "manifest": ("TRIAGE_NB_MANIFEST", "models/test_manifest.csv"),
+    "verified": ("TRIAGE_NB_VERIFIED", "results/verified_closeups.csv"),
 }
 
 FITZPATRICK_TYPES = (-1, 1, 2, 3, 4, 5, 6)
 
 
 def notebook_paths() -> dict[str, Path]:
-    """The notebooks' inputs: ``$TRIAGE_NB_DATA``, ``$TRIAGE_NB_CHECKPOINT``, ``$TRIAGE_NB_MANIFEST``.
+    """The notebooks' inputs: the ``$TRIAGE_NB_*`` variables of :data:`NOTEBOOK_SETTINGS`.
 
-    Unset variables fall back to the real build and the shipped model; relative
+    Unset variables fall back to the real build, the shipped model and the committed verdicts; relative
     paths are taken from the repository root, so a notebook works from any folder.
     """
     out = {}
@@ -461,6 +463,106 @@ def markdown_table(rows: list[dict], empty: str = "(no rows)") -> str:
     lines = ["| " + " | ".join(k.replace("_", " ") for k in keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
     return "\n".join(lines)
+
+
+# -- verified close-ups ----------------------------------------------------------------------------
+
+#: A verdict on one close-up crop: does it really show the labelled kind of spot?
+VERDICTS = ("yes", "no", "unsure")
+
+#: The seed of the verified close-up subset (``results/verified_closeups.csv``); another seed, another subset.
+VERIFY_SEED = 0
+
+
+def read_rows(csv_path: str | Path) -> list[dict[str, str]]:
+    """A CSV's rows as read (strings, column order kept in each dict)."""
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def verification_sample(
+    manifest_rows: list[dict[str, str]], per_outcome: int = 150, seed: int = VERIFY_SEED
+) -> list[dict[str, str]]:
+    """A fixed random subset of close-up rows: up to ``per_outcome`` of each outcome (all if fewer).
+
+    Each outcome draws from its own generator (``seed``, outcome index), so one outcome's subset does
+    not change when another outcome's rows do.
+
+    Returns:
+        the chosen rows, in the manifest's order.
+    """
+    chosen: set[int] = set()
+    for k, outcome in enumerate(OUTCOMES):
+        pool = [i for i, r in enumerate(manifest_rows) if r["label"] == outcome]
+        rng = np.random.default_rng([seed, k])
+        chosen.update(pool[j] for j in rng.choice(len(pool), min(per_outcome, len(pool)), replace=False))
+    return [manifest_rows[i] for i in sorted(chosen)]
+
+
+def closeup_crop(record) -> Image.Image:
+    """The part of a close-up row's photo that ``evaluate`` judges.
+
+    The photo is decoded as uploads are (EXIF orientation applied), its source's watermark strip dropped,
+    then cut to the row's box.
+
+    Args:
+        record: a :class:`triage.sources.Record` with a ``box``.
+    """
+    from triage.decode import decode_path
+
+    return crop_bottom(decode_path(record.path).image, record.crop_bottom).crop(record.box)
+
+
+def contact_sheet(crops: list[Image.Image], numbers: list[int], ncols: int = 5, tile: int = 160) -> Image.Image:
+    """Crops side by side as the model sees them (canonical squares), each with its number in large type.
+
+    Args:
+        crops: the close-up crops (:func:`closeup_crop`).
+        numbers: the number written on each tile (e.g. its row in the verdict CSV).
+        ncols: tiles per row.
+        tile: tile side in pixels.
+    """
+    nrows = max((len(crops) + ncols - 1) // ncols, 1)
+    gap = 4
+    sheet = Image.new("RGB", (ncols * (tile + gap) + gap, nrows * (tile + gap) + gap), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=max(tile // 6, 12))
+    for i, (crop, number) in enumerate(zip(crops, numbers, strict=True)):
+        x, y = gap + (i % ncols) * (tile + gap), gap + (i // ncols) * (tile + gap)
+        sheet.paste(Image.fromarray(canonical_square(crop, tile)), (x, y))
+        # Outlined digits stay readable on light and dark skin alike.
+        draw.text((x + 3, y + 1), str(number), fill="yellow", font=font, stroke_width=3, stroke_fill="black")
+    return sheet
+
+
+def verified_counts(rows: list[dict[str, str]]) -> list[dict]:
+    """Verdicts per outcome of a verdict CSV's rows: ``n``, ``yes``, ``no``, ``unsure`` and the share of yes."""
+    out = []
+    for outcome in OUTCOMES:
+        got = Counter(r["verdict"] for r in rows if r["label"] == outcome)
+        n = sum(got.values())
+        out.append(
+            {"outcome": outcome, "n": n}
+            | {v: got[v] for v in VERDICTS}
+            | {"share_yes": round(got["yes"] / n, 3) if n else float("nan")}
+        )
+    return out
+
+
+def verified_sheet(
+    csv_path: str | Path, outcome: str, verdict: str = "yes", limit: int = 25, tile: int = 160
+) -> Image.Image | None:
+    """A contact sheet of the first ``limit`` crops of one outcome with one verdict (``None`` if there are none).
+
+    Tiles carry their row number in the verdict CSV (1 = first row after the header).
+    """
+    from triage.sources import read_manifest
+
+    rows, records = read_rows(csv_path), read_manifest(csv_path)
+    picked = [i for i, r in enumerate(rows) if r["label"] == outcome and r["verdict"] == verdict][:limit]
+    if not picked:
+        return None
+    return contact_sheet([closeup_crop(records[i]) for i in picked], [i + 1 for i in picked], tile=tile)
 
 
 # -- split manifests -------------------------------------------------------------------------------

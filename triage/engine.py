@@ -27,7 +27,7 @@ from triage.preprocess import canonical_square, crop_bottom
 from triage.quality import MESSAGES, QualityThresholds, assess_quality
 from triage.red_flags import FlagError, apply_red_flags, check_answers
 from triage.tap import MIN_JUDGED_SIDE, Box, tap_boxes
-from triage.transforms import eval_batch
+from triage.transforms import colour_of, eval_batch
 
 log = logging.getLogger(__name__)
 
@@ -257,8 +257,12 @@ class Triage:
     # -- model -----------------------------------------------------------------
     def input_tensor(self, image: Image.Image) -> torch.Tensor:
         """The exact model input for an RGB image (canonical square, eval transform)."""
-        square = canonical_square(image, int(self.meta["canonical_size"]))
-        return eval_batch([square], int(self.meta["image_size"]), self.meta["mean"], self.meta["std"])
+        return self._model_input([canonical_square(image, int(self.meta["canonical_size"]))])
+
+    def _model_input(self, squares: list[np.ndarray]) -> torch.Tensor:
+        """Canonical squares through the eval transform this checkpoint was evaluated with (colour constancy too)."""
+        meta = self.meta
+        return eval_batch(squares, int(meta["image_size"]), meta["mean"], meta["std"], colour_of(meta))
 
     @torch.no_grad()
     def model_outputs(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -272,8 +276,8 @@ class Triage:
 
     def crops_tensor(self, image: Image.Image, boxes: list[Box]) -> torch.Tensor:
         """The model input for square crops of ``image`` (one row per box, same transform as a whole photo)."""
-        squares = [canonical_square(image.crop(b.as_tuple()), int(self.meta["canonical_size"])) for b in boxes]
-        return eval_batch(squares, int(self.meta["image_size"]), self.meta["mean"], self.meta["std"])
+        side = int(self.meta["canonical_size"])
+        return self._model_input([canonical_square(image.crop(b.as_tuple()), side) for b in boxes])
 
     # -- full pipeline -------------------------------------------------------------
     def predict_image(

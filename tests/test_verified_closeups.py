@@ -1,0 +1,119 @@
+"""The verified close-ups: a seeded subset of the close-up test set, each crop judged by eye.
+
+``results/verified_closeups.csv`` must stay the subset that ``triage.analysis.verification_sample`` draws
+from ``models/closeup_test_manifest.csv``, with a valid verdict on every row; the crop a verdict was given
+on must be the crop ``evaluate`` scores (EXIF orientation applied, then the box).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from triage import analysis as A
+from triage.outcomes import OUTCOMES
+from triage.sources import read_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+MANIFEST = REPO / "models" / "closeup_test_manifest.csv"
+VERIFIED = REPO / "results" / "verified_closeups.csv"
+
+
+def _without_verdict(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [{k: v for k, v in r.items() if k != "verdict"} for r in rows]
+
+
+def test_verdict_csv_is_the_seeded_subset_of_the_manifest():
+    manifest, verified = A.read_rows(MANIFEST), A.read_rows(VERIFIED)
+    assert list(verified[0]) == [*manifest[0], "verdict"]
+    # Same rows, same order: the committed subset is the one the seed draws.
+    assert _without_verdict(verified) == A.verification_sample(manifest, per_outcome=150, seed=A.VERIFY_SEED)
+    per_outcome = {o: sum(r["label"] == o for r in verified) for o in OUTCOMES}
+    available = {o: sum(r["label"] == o for r in manifest) for o in OUTCOMES}
+    assert per_outcome == {o: min(150, available[o]) for o in OUTCOMES}
+
+
+def test_every_verdict_is_valid_and_some_crops_pass():
+    rows = A.read_rows(VERIFIED)
+    assert {r["verdict"] for r in rows} <= set(A.VERDICTS)
+    counts = A.verified_counts(rows)
+    assert [c["outcome"] for c in counts] == list(OUTCOMES)
+    assert all(c["n"] == c["yes"] + c["no"] + c["unsure"] for c in counts)
+    assert all(c["yes"] > 0 for c in counts)
+
+
+def test_verdict_paths_resolve_to_the_manifest_photos():
+    """The CSV keeps the manifest's paths; they resolve from results/ to the same photos as from models/."""
+    verified = read_manifest(VERIFIED)
+    by_key = {(r.path.resolve(), r.box) for r in read_manifest(MANIFEST)}
+    assert all((r.path.resolve(), r.box) in by_key and r.box is not None for r in verified)
+
+
+def _rows(counts: dict[str, int]) -> list[dict[str, str]]:
+    return [{"path": f"{o}_{i}.jpg", "label": o, "box": "0,0,8,8"} for o, n in counts.items() for i in range(n)]
+
+
+def test_sample_caps_each_outcome_and_keeps_manifest_order():
+    rows = _rows({"milia-like": 5, "pustule": 40, "other": 12, "refer-to-doctor": 0})
+    picked = A.verification_sample(rows, per_outcome=10, seed=3)
+    assert [sum(r["label"] == o for r in picked) for o in OUTCOMES] == [5, 10, 10, 0]
+    assert [rows.index(r) for r in picked] == sorted(rows.index(r) for r in picked)
+    assert A.verification_sample(rows, per_outcome=10, seed=3) == picked
+    assert A.verification_sample(rows, per_outcome=10, seed=4) != picked
+
+
+def test_one_outcomes_sample_does_not_move_when_another_outcome_grows():
+    small = _rows({"milia-like": 30, "pustule": 30, "other": 30, "refer-to-doctor": 30})
+    grown = _rows({"milia-like": 30, "pustule": 90, "other": 30, "refer-to-doctor": 30})
+
+    def paths(rows, outcome):
+        return [r["path"] for r in A.verification_sample(rows, per_outcome=10) if r["label"] == outcome]
+
+    assert paths(small, "other") == paths(grown, "other")
+    assert paths(small, "pustule") != paths(grown, "pustule")
+
+
+def test_closeup_crop_applies_exif_orientation_before_the_box(tmp_path):
+    # Stored 400 x 200, red left half and blue right half; orientation 6 shows it turned 90 degrees clockwise,
+    # so the displayed photo is 200 x 400 with red on top. A box in display pixels must cut red at the top.
+    stored = np.zeros((200, 400, 3), np.uint8)
+    stored[:, :200] = (220, 30, 30)
+    stored[:, 200:] = (30, 30, 220)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "turned.jpg"
+    Image.fromarray(stored).save(path, quality=95, exif=exif)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text('path,label,box\nturned.jpg,pustule,"10,10,190,190"\nturned.jpg,pustule,"10,210,190,390"\n')
+    top, bottom = (A.closeup_crop(r) for r in read_manifest(manifest))
+    assert top.size == bottom.size == (180, 180)
+    assert np.asarray(top).mean((0, 1))[0] > 150 and np.asarray(bottom).mean((0, 1))[2] > 150
+
+
+def test_contact_sheet_lays_out_numbered_tiles():
+    crops = [Image.new("RGB", (40, 30), (200, 150, 120)) for _ in range(7)]
+    sheet = A.contact_sheet(crops, list(range(1, 8)), ncols=5, tile=100)
+    assert sheet.size == (5 * 104 + 4, 2 * 104 + 4)
+    tile = np.asarray(sheet)[4:104, 4:104]
+    assert (tile == (200, 150, 120)).all(-1).mean() > 0.7  # the crop fills the tile around its number
+    assert ((tile == (200, 150, 120)).all(-1)).mean() < 1.0  # and the number is drawn on it
+
+
+def test_template_command_writes_the_same_subset(tmp_path):
+    spec = importlib.util.spec_from_file_location("verify_closeups", REPO / "scripts" / "verify_closeups.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "elsewhere" / "template.csv"
+    assert script.main(["template", "--out", str(out)]) == 0
+    written, committed = read_manifest(out), read_manifest(VERIFIED)
+    # Paths are rewritten relative to the new CSV's folder, so compare the photos they point at.
+    assert [(r.path.resolve(), r.box, r.outcome) for r in written] == [
+        (r.path.resolve(), r.box, r.outcome) for r in committed
+    ]
+    assert {r["verdict"] for r in A.read_rows(out)} == {""}
+    with pytest.raises(SystemExit):  # never overwrites verdicts by accident
+        script.main(["template", "--out", str(out)])

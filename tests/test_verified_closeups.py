@@ -1,12 +1,14 @@
 """The verified close-ups: a seeded subset of the close-up test set, each crop judged by eye.
 
 ``results/verified_closeups.csv`` must stay the subset that ``triage.analysis.verification_sample`` draws
-from ``models/closeup_test_manifest.csv``, with a valid verdict on every row; the crop a verdict was given
-on must be the crop ``evaluate`` scores (EXIF orientation applied, then the box).
+from ``models/closeup_test_manifest.csv`` (150 per outcome, more for ``VERIFY_CAPS``), with a valid verdict on
+every row; the crop a verdict was given on must be the crop ``evaluate`` scores (EXIF orientation applied, then
+the box).
 """
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 from pathlib import Path
 
@@ -31,10 +33,20 @@ def test_verdict_csv_is_the_seeded_subset_of_the_manifest():
     manifest, verified = A.read_rows(MANIFEST), A.read_rows(VERIFIED)
     assert list(verified[0]) == [*manifest[0], "verdict"]
     # Same rows, same order: the committed subset is the one the seed draws.
-    assert _without_verdict(verified) == A.verification_sample(manifest, per_outcome=150, seed=A.VERIFY_SEED)
+    drawn = A.verification_sample(manifest, per_outcome=150, seed=A.VERIFY_SEED, caps=A.VERIFY_CAPS)
+    assert _without_verdict(verified) == drawn
     per_outcome = {o: sum(r["label"] == o for r in verified) for o in OUTCOMES}
     available = {o: sum(r["label"] == o for r in manifest) for o in OUTCOMES}
-    assert per_outcome == {o: min(150, available[o]) for o in OUTCOMES}
+    assert per_outcome == {o: min(A.VERIFY_CAPS.get(o, 150), available[o]) for o in OUTCOMES}
+    assert per_outcome["pustule"] > 150
+
+
+def test_the_enlarged_outcome_keeps_the_first_draw():
+    """Verdicts given on the 150-per-outcome draw stay valid: the larger pustule draw holds every one of its rows."""
+    manifest = A.read_rows(MANIFEST)
+    first = {id(r) for r in A.verification_sample(manifest, per_outcome=150, seed=A.VERIFY_SEED)}
+    enlarged = {id(r) for r in A.verification_sample(manifest, per_outcome=150, caps=A.VERIFY_CAPS)}
+    assert first < enlarged
 
 
 def test_every_verdict_is_valid_and_some_crops_pass():
@@ -44,6 +56,8 @@ def test_every_verdict_is_valid_and_some_crops_pass():
     assert [c["outcome"] for c in counts] == list(OUTCOMES)
     assert all(c["n"] == c["yes"] + c["no"] + c["unsure"] for c in counts)
     assert all(c["yes"] > 0 for c in counts)
+    # Enough verified pustules to measure pustule recall on (the reason pustules have their own cap).
+    assert next(c for c in counts if c["outcome"] == "pustule")["yes"] >= 40
 
 
 def test_verdict_paths_resolve_to_the_manifest_photos():
@@ -77,6 +91,30 @@ def test_one_outcomes_sample_does_not_move_when_another_outcome_grows():
     assert paths(small, "pustule") != paths(grown, "pustule")
 
 
+def test_a_raised_cap_adds_rows_to_one_outcome_and_keeps_the_smaller_draws():
+    rows = _rows({"milia-like": 30, "pustule": 90, "other": 30, "refer-to-doctor": 30})
+
+    def draw(**caps):
+        return A.verification_sample(rows, per_outcome=10, seed=5, caps=caps)
+
+    def by_outcome(picked, outcome):
+        return {r["path"] for r in picked if r["label"] == outcome}
+
+    plain, bigger, biggest = draw(), draw(pustule=25), draw(pustule=60)
+    assert [len(by_outcome(biggest, o)) for o in OUTCOMES] == [10, 60, 10, 10]
+    assert by_outcome(plain, "pustule") < by_outcome(bigger, "pustule") < by_outcome(biggest, "pustule")
+    assert all(by_outcome(plain, o) == by_outcome(biggest, o) for o in OUTCOMES if o != "pustule")
+    assert [rows.index(r) for r in biggest] == sorted(rows.index(r) for r in biggest)
+    assert len(by_outcome(draw(pustule=500), "pustule")) == 90  # all of them when the cap exceeds the rows
+    assert draw(pustule=10) == plain
+
+
+@pytest.mark.parametrize("caps", [{"pustule": 5}, {"acne": 20}])
+def test_caps_below_the_first_draw_or_for_unknown_outcomes_are_refused(caps):
+    with pytest.raises(ValueError):
+        A.verification_sample(_rows({"pustule": 30}), per_outcome=10, caps=caps)
+
+
 def test_closeup_crop_applies_exif_orientation_before_the_box(tmp_path):
     # Stored 400 x 200, red left half and blue right half; orientation 6 shows it turned 90 degrees clockwise,
     # so the displayed photo is 200 x 400 with red on top. A box in display pixels must cut red at the top.
@@ -104,9 +142,7 @@ def test_contact_sheet_lays_out_numbered_tiles():
 
 
 def test_template_command_writes_the_same_subset(tmp_path):
-    spec = importlib.util.spec_from_file_location("verify_closeups", REPO / "scripts" / "verify_closeups.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _load_script()
     out = tmp_path / "elsewhere" / "template.csv"
     assert script.main(["template", "--out", str(out)]) == 0
     written, committed = read_manifest(out), read_manifest(VERIFIED)
@@ -117,3 +153,34 @@ def test_template_command_writes_the_same_subset(tmp_path):
     assert {r["verdict"] for r in A.read_rows(out)} == {""}
     with pytest.raises(SystemExit):  # never overwrites verdicts by accident
         script.main(["template", "--out", str(out)])
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("verify_closeups", REPO / "scripts" / "verify_closeups.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_extend_keeps_every_verdict_and_adds_the_new_rows_unjudged(tmp_path):
+    script = _load_script()
+    out = tmp_path / "verdicts.csv"
+    assert script.main(["template", "--out", str(out), "--cap", "pustule=150"]) == 0
+    first = A.read_rows(out)
+    given = [dict(r, verdict=("yes", "no", "unsure")[i % 3]) for i, r in enumerate(first)]
+    with open(out, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(given[0]))
+        w.writeheader()
+        w.writerows(given)
+    assert script.main(["extend", "--out", str(out)]) == 0
+    extended = A.read_rows(out)
+    assert [(r.path.resolve(), r.box, r.outcome) for r in read_manifest(out)] == [
+        (r.path.resolve(), r.box, r.outcome) for r in read_manifest(VERIFIED)
+    ]
+    judged = [r for r in extended if r["verdict"]]
+    assert judged == given  # every verdict kept, on its row, in the same order
+    assert len(extended) - len(judged) == A.VERIFY_CAPS["pustule"] - 150
+    assert {r["label"] for r in extended if not r["verdict"]} == {"pustule"}
+    with pytest.raises(SystemExit):  # a draw that would drop judged rows is refused
+        script.main(["extend", "--out", str(out), "--seed", "1"])
+    assert A.read_rows(out) == extended

@@ -473,6 +473,11 @@ VERDICTS = ("yes", "no", "unsure")
 #: The seed of the verified close-up subset (``results/verified_closeups.csv``); another seed, another subset.
 VERIFY_SEED = 0
 
+#: Outcomes whose verified subset is larger than 150 crops (total crops per outcome). Few pustule crops show a
+#: pustule (about 1 in 15), so 150 of them leave too few "yes" crops to measure pustule recall on; 600 gave 39,
+#: 800 gives 51. Raising a cap keeps every judged row (see verification_sample): judge only the new ones.
+VERIFY_CAPS: dict[str, int] = {"pustule": 800}
+
 
 def read_rows(csv_path: str | Path) -> list[dict[str, str]]:
     """A CSV's rows as read (strings, column order kept in each dict)."""
@@ -481,21 +486,37 @@ def read_rows(csv_path: str | Path) -> list[dict[str, str]]:
 
 
 def verification_sample(
-    manifest_rows: list[dict[str, str]], per_outcome: int = 150, seed: int = VERIFY_SEED
+    manifest_rows: list[dict[str, str]],
+    per_outcome: int = 150,
+    seed: int = VERIFY_SEED,
+    caps: dict[str, int] | None = None,
 ) -> list[dict[str, str]]:
     """A fixed random subset of close-up rows: up to ``per_outcome`` of each outcome (all if fewer).
 
     Each outcome draws from its own generator (``seed``, outcome index), so one outcome's subset does
-    not change when another outcome's rows do.
+    not change when another outcome's rows do. An outcome in ``caps`` gets up to ``caps[outcome]`` rows:
+    the same first draw of ``per_outcome``, then a second draw from the rest of its rows (a permutation from
+    generator (``seed``, outcome index, 1), cut to its first ``caps[outcome] - per_outcome``). So a larger cap
+    keeps every row of a smaller one and the verdicts given on them; ``choice`` alone would not (its 200 rows
+    are no superset of its 150).
 
     Returns:
         the chosen rows, in the manifest's order.
+
+    Raises:
+        ValueError: if a cap is below ``per_outcome`` or names no outcome.
     """
+    caps = caps or {}
+    if set(caps) - set(OUTCOMES) or any(c < per_outcome for c in caps.values()):
+        raise ValueError(f"caps must name outcomes and be at least per_outcome={per_outcome}: {caps}")
     chosen: set[int] = set()
     for k, outcome in enumerate(OUTCOMES):
         pool = [i for i, r in enumerate(manifest_rows) if r["label"] == outcome]
         rng = np.random.default_rng([seed, k])
-        chosen.update(pool[j] for j in rng.choice(len(pool), min(per_outcome, len(pool)), replace=False))
+        first = {pool[j] for j in rng.choice(len(pool), min(per_outcome, len(pool)), replace=False)}
+        rest = [i for i in pool if i not in first]
+        more = caps.get(outcome, per_outcome) - per_outcome
+        chosen |= first | {rest[j] for j in np.random.default_rng([seed, k, 1]).permutation(len(rest))[:more]}
     return [manifest_rows[i] for i in sorted(chosen)]
 
 

@@ -3,20 +3,27 @@
 Usage:
     python scripts/screenshots.py [--model models/triage-mnv3s.pt] [--out docs/screenshots] [--photo spot.jpg]
 
-Starts ``serve.py`` on 127.0.0.1 at a free port, then saves five PNGs (each kept under 300 KB):
+Starts ``serve.py`` on 127.0.0.1 at a free port, then saves six PNGs (each kept under 300 KB):
 
 * ``client-milia-like.png`` and ``client-refer.png``: the "Check a photo" answer (card, disclaimer and the
   answer's own page) on a 390 px wide phone screen, for a milia-like and a refer-to-doctor result;
+* ``questions-phone.png``: the red-flag questions on the phone, as answered for the refer-to-doctor shot;
 * ``tap-phone.png``: a generated photo with one spot tapped: the answer and the framed area that was judged;
 * ``therapist.png``: the Therapist tab after "Analyse", from the decision down: the outcome card, the
-  probability bars (no headline class) and the Grad-CAM heatmap;
+  probability bars (no headline class) with what they mean, and the Grad-CAM heatmap;
 * ``learn.png``: the Learn tab.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``/usr/bin/chromium``, ``/usr/bin/chromedriver``) and
 ``selenium`` (the ``dev`` extra). The browser helpers here are shared with ``tests/test_browser.py``.
 The photos are generated (pale bumps; an uneven dark patch), so no person's photo is in the repository. Before
-the browser starts, the model itself is asked which generated photo gives each answer, so the shots show the
-intended answers for whatever model is served. ``--photo`` replaces the milia-like one (used as it is).
+the browser starts, the model itself is asked which generated photo (:data:`LOOKS`, several seeds each) gives
+each answer, so the shots show the model's own answers for whatever model is served. ``--photo`` replaces the
+milia-like one (used as it is).
+
+When no generated photo gets refer-to-doctor from the model (the shipped model's out-of-distribution gate
+declines every dark patch tried as "not like skin"), the refer-to-doctor shot is the milia-like photo with "Yes"
+to the first red-flag question (the spot is new or has changed): that referral comes from the client's answer,
+not from the photo, and its card says so. The script prints which route it took.
 """
 
 from __future__ import annotations
@@ -272,8 +279,8 @@ def is_local(url: str) -> bool:
 def screenshot(driver, path: Path, clip: tuple[float, float, float, float] | None = None) -> Path:
     """Save a PNG of the viewport, or of the page region ``clip`` = ``(x, y, width, height)`` in CSS px.
 
-    The PNG is re-encoded (and reduced to 256 colours, then scaled down, only if needed) to stay under
-    :data:`MAX_PNG_BYTES`.
+    The PNG has 256 colours (text and the page's flat colours look the same, at about a third of the bytes
+    of full colour) and is scaled down, only if needed, to stay under :data:`MAX_PNG_BYTES`.
     """
     import base64
 
@@ -286,14 +293,13 @@ def screenshot(driver, path: Path, clip: tuple[float, float, float, float] | Non
     data = base64.b64decode(driver.execute_cdp_cmd("Page.captureScreenshot", params)["data"])
     image = Image.open(io.BytesIO(data)).convert("RGB")
     path.parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(6):
+    for _ in range(5):
         buf = io.BytesIO()
-        out = image if attempt == 0 else image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-        out.save(buf, "PNG", optimize=True)
+        image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(buf, "PNG", optimize=True)
         if buf.tell() <= MAX_PNG_BYTES:
             break
-        if attempt >= 1:  # still too big with 256 colours: fewer pixels (keeps the aspect ratio)
-            image = image.resize((int(image.width * 0.85), int(image.height * 0.85)), Image.Resampling.LANCZOS)
+        # Still too big: fewer pixels (keeps the aspect ratio).
+        image = image.resize((int(image.width * 0.85), int(image.height * 0.85)), Image.Resampling.LANCZOS)
     path.write_bytes(buf.getvalue())
     return path
 
@@ -363,20 +369,59 @@ def serve(model: Path, log: Path) -> Iterator[str]:
 # -- a stand-in photo --------------------------------------------------------------------------------
 
 
-def skin_like_photo(path: Path, size: int = 480, seed: int = 7) -> Path:
-    """Write a generated close-up of skin with a few small pale bumps (JPEG); sharp enough to pass the checks."""
+#: The generated looks :func:`photo_for` tries in turn (keyword arguments of :func:`skin_like_photo`): the first
+#: stand-in; a paler, grainier skin, which the shipped model's out-of-distribution gate declines less often; the
+#: same skin with finer unevenness and more, smaller bumps, so that a tap's framed area (60% of the photo's side,
+#: enlarged for the model) looks like a whole photo of the second look.
+LOOKS: tuple[dict, ...] = (
+    {},
+    {"skin": (232, 196, 176), "grain": 6.0, "shading": 14.0},
+    {
+        "skin": (232, 196, 176),
+        "grain": 6.0,
+        "shading": 14.0,
+        "blotches": 10,
+        "bumps": 12,
+        "bump_radius": (0.009, 0.018),
+        "spread": (0.1, 0.9),
+    },
+)
+
+
+def skin_like_photo(
+    path: Path,
+    size: int = 480,
+    seed: int = 7,
+    skin: tuple[int, int, int] = (214, 168, 142),
+    grain: float = 4.0,
+    shading: float = 10.0,
+    blotches: int = 6,
+    bumps: int = 5,
+    bump_radius: tuple[float, float] = (0.015, 0.03),
+    spread: tuple[float, float] = (0.25, 0.75),
+) -> Path:
+    """Write a generated close-up of skin with a few small pale bumps (JPEG); sharp enough to pass the checks.
+
+    Args:
+        skin: the mean skin colour (RGB); ``grain``: the pixel noise; ``shading``: how uneven the skin is, in
+            ``blotches`` x ``blotches`` smooth patches.
+        bumps: how many pale bumps, each of a radius within ``bump_radius`` and a centre within ``spread``
+            (fractions of the side).
+    """
     import numpy as np
     from PIL import Image, ImageDraw, ImageFilter
 
     rng = np.random.default_rng(seed)
-    base = np.array([214.0, 168.0, 142.0], dtype=np.float32)
+    base = np.array(skin, dtype=np.float32)
     shade = np.asarray(
-        Image.fromarray(rng.normal(0, 1, (6, 6)).astype(np.float32), mode="F").resize((size, size), Image.BICUBIC)
+        Image.fromarray(rng.normal(0, 1, (blotches, blotches)).astype(np.float32), mode="F").resize(
+            (size, size), Image.BICUBIC
+        )
     )
-    arr = base[None, None, :] + 10.0 * shade[:, :, None] + rng.normal(0, 4.0, (size, size))[:, :, None]
+    arr = base[None, None, :] + shading * shade[:, :, None] + rng.normal(0, grain, (size, size))[:, :, None]
     image = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="RGB")
-    for _ in range(5):
-        cx, cy, r = rng.uniform(0.25, 0.75) * size, rng.uniform(0.25, 0.75) * size, rng.uniform(0.015, 0.03) * size
+    for _ in range(bumps):
+        cx, cy, r = rng.uniform(*spread) * size, rng.uniform(*spread) * size, rng.uniform(*bump_radius) * size
         mask = Image.new("L", (size, size), 0)
         ImageDraw.Draw(mask).ellipse((cx - r, cy - r, cx + r, cy + r), fill=220)
         mask = mask.filter(ImageFilter.GaussianBlur(r / 3))
@@ -385,13 +430,16 @@ def skin_like_photo(path: Path, size: int = 480, seed: int = 7) -> Path:
     return path
 
 
-def dark_patch_photo(path: Path, size: int = 480, seed: int = 1) -> Path:
-    """Write a generated close-up of skin with one uneven, irregular dark patch (JPEG), a stand-in for a mole."""
+def dark_patch_photo(path: Path, size: int = 480, seed: int = 1, **look) -> Path:
+    """Write a generated close-up of skin with one uneven, irregular dark patch (JPEG), a stand-in for a mole.
+
+    ``look`` goes to :func:`skin_like_photo`, which draws the skin around the patch.
+    """
     import numpy as np
     from PIL import Image, ImageDraw, ImageFilter
 
     rng = np.random.default_rng(seed)
-    image = Image.open(skin_like_photo(path, size, seed + 100)).convert("RGB")
+    image = Image.open(skin_like_photo(path, size, seed + 100, **look)).convert("RGB")
     shades = ((92, 58, 40), (60, 36, 30), (140, 90, 70))
     for k in range(9):  # overlapping blobs of several browns: a ragged edge and more than one colour
         cx, cy = size / 2 + rng.normal(0, size * 0.06, 2)
@@ -406,32 +454,63 @@ def dark_patch_photo(path: Path, size: int = 480, seed: int = 1) -> Path:
 
 
 def palest_spot(path: Path) -> tuple[float, float]:
-    """Where the generated photo's palest bump is, as fractions of width and height (where the screenshot taps)."""
+    """Where the generated photo's palest bump is, as fractions of width and height (where the screenshot taps).
+
+    Paleness is measured against the surrounding skin (a fine blur minus a broad one), so a bright patch of
+    uneven skin is not taken for a bump.
+    """
     import numpy as np
     from PIL import Image, ImageFilter
 
-    image = Image.open(path).convert("L").filter(ImageFilter.GaussianBlur(4))
-    y, x = np.unravel_index(np.argmax(np.asarray(image)), (image.height, image.width))
+    image = Image.open(path).convert("L")
+    fine = np.asarray(image.filter(ImageFilter.GaussianBlur(3)), dtype=np.float32)
+    broad = np.asarray(image.filter(ImageFilter.GaussianBlur(24)), dtype=np.float32)
+    y, x = np.unravel_index(np.argmax(fine - broad), fine.shape)
     return (x + 0.5) / image.width, (y + 0.5) / image.height
 
 
-def photo_for(outcome: str, model: Path, folder: Path, tries: int = 40, tapped: bool = False) -> Path:
+def photo_for(outcome: str, model: Path, folder: Path, tries: int = 20, tapped: bool = False) -> Path:
     """A generated photo that ``model`` answers ``outcome`` for (pale bumps for milia-like, else a dark patch).
 
-    With ``tapped``, the answer for a tap on its palest spot (:func:`palest_spot`) is the one that must match.
+    Tries ``tries`` seeds of each look in :data:`LOOKS`, in turn. With ``tapped``, the answer for a tap on its
+    palest spot (:func:`palest_spot`) is the one that must match. A photo whose refer-to-doctor probability
+    rounds to the referral threshold is passed over: the therapist's bars show two decimals, and 0.08 beside
+    "the threshold is 0.08" would read as a tie.
 
     Raises:
-        RuntimeError: none of ``tries`` generated photos gets that answer.
+        RuntimeError: none of the generated photos gets that answer.
     """
+    import numpy as np
+
     from triage.engine import Triage
+    from triage.outcomes import OUTCOMES, REFER
 
     make = skin_like_photo if outcome == "milia-like" else dark_patch_photo
     triage = Triage.load(model)
-    for seed in range(tries):
-        path = make(folder / f"{outcome}{'-tap' if tapped else ''}-{seed}.jpg", seed=seed)
-        if triage.predict_path(path, point=palest_spot(path) if tapped else None).outcome == outcome:
-            return path
-    raise RuntimeError(f"no generated photo got the answer {outcome!r} from {model}")
+    for k, look in enumerate(LOOKS):
+        for seed in range(tries):
+            path = make(folder / f"{outcome}{'-tap' if tapped else ''}-look{k}-{seed}.jpg", seed=seed, **look)
+            result = triage.predict_path(path, point=palest_spot(path) if tapped else None)
+            if result.outcome != outcome:
+                continue
+            probs = np.array([result.probabilities[o] for o in OUTCOMES])
+            if round(float(probs[OUTCOMES.index(REFER)]), 2) != round(float(triage.thresholds.refer_for(probs)[0]), 2):
+                print(f"{outcome}{' (tapped)' if tapped else ''}: look {k}, seed {seed}", file=sys.stderr)
+                return path
+    raise RuntimeError(f"none of {tries * len(LOOKS)} generated photos got the answer {outcome!r} from {model}")
+
+
+def answer_question(driver, index: int, answer: str = "Yes") -> None:
+    """In the visible tab: choose ``answer`` ("Yes", "No" or "Not sure") for the ``index``-th red-flag question."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    panel = visible_panel(driver)
+    question = [q for q in panel.find_elements(By.CSS_SELECTOR, ".red-flag") if q.is_displayed()][index]
+    label = next(lab for lab in question.find_elements(By.TAG_NAME, "label") if lab.text.strip() == answer)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", label)
+    label.click()
+    WebDriverWait(driver, WAIT_S).until(lambda _: label.find_element(By.TAG_NAME, "input").is_selected())
 
 
 def answer_region(driver, card) -> tuple[float, float, float, float]:
@@ -452,12 +531,50 @@ def answer_region(driver, card) -> tuple[float, float, float, float]:
 # -- the screenshots -----------------------------------------------------------------------------------
 
 
-def take_screenshots(url: str, photos: dict[str, Path], out: Path, profile_dir: Path) -> list[Path]:
-    """Save the client answers (phone), therapist and Learn screenshots of the app at ``url`` into ``out``.
+def client_answer(
+    driver,
+    url: str,
+    photo: Path,
+    outcome: str,
+    png: Path,
+    flag_yes: bool = False,
+    questions_png: Path | None = None,
+) -> Path:
+    """On the "Check a photo" tab: upload ``photo``, press the button, save the answer as a client reads it.
 
     Args:
-        photos: ``{"milia-like": path, "refer-to-doctor": path}``; the milia-like one is also the therapist's;
-            an optional ``"tap"`` photo is the one tapped (on its palest spot) for ``tap-phone.png``.
+        outcome: the answer expected (a warning is printed when the card shows another).
+        flag_yes: first answer "Yes" to the first red-flag question (the spot is new or has changed).
+        questions_png: where to save the questions, as answered, just before the button is pressed.
+    """
+    from selenium.webdriver.common.by import By
+
+    open_app(driver, url)
+    select_tab(driver, "Check a photo")
+    if flag_yes:
+        answer_question(driver, 0, "Yes")
+    upload_photo(driver, photo)
+    if questions_png is not None:
+        panel = visible_panel(driver)
+        intro = panel.find_element(By.CSS_SELECTOR, ".questions-intro")
+        button = next(b for b in panel.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Check my photo")
+        screenshot(driver, questions_png, region(driver, button, first=intro))
+    got = click_and_wait(driver, "Check my photo", (".outcome-card", ".disclaimer"))
+    shown = got[".outcome-card"].get_attribute("data-outcome")
+    if shown != outcome:
+        print(f"warning: {png.name} shows {shown!r}, not {outcome!r}", file=sys.stderr)
+    # The answer as a client reads it: card, disclaimer and the answer's own page.
+    return screenshot(driver, png, answer_region(driver, got[".outcome-card"]))
+
+
+def take_screenshots(url: str, photos: dict[str, Path], out: Path, profile_dir: Path) -> list[Path]:
+    """Save the client answers and questions (phone), therapist and Learn screenshots of the app at ``url``.
+
+    Args:
+        photos: ``{"milia-like": path}``, the client's and the therapist's photo; an optional
+            ``"refer-to-doctor"`` photo that the model itself refers (without one, the refer shot is the
+            milia-like photo with "Yes" to the first red-flag question); an optional ``"tap"`` photo, the one
+            tapped (on its palest spot) for ``tap-phone.png``.
     """
     found = find_browser()
     if found is None:
@@ -466,15 +583,20 @@ def take_screenshots(url: str, photos: dict[str, Path], out: Path, profile_dir: 
     saved = []
     try:
         set_viewport(driver, *PHONE, mobile=True)
-        for outcome, name in (("milia-like", "client-milia-like.png"), ("refer-to-doctor", "client-refer.png")):
-            open_app(driver, url)
-            select_tab(driver, "Check a photo")
-            got = upload_and_click(driver, photos[outcome], "Check my photo", (".outcome-card", ".disclaimer"))
-            shown = got[".outcome-card"].get_attribute("data-outcome")
-            if shown != outcome:
-                print(f"warning: {name} shows {shown!r}, not {outcome!r}", file=sys.stderr)
-            # The answer as a client reads it: card, disclaimer and the answer's own page.
-            saved.append(screenshot(driver, out / name, answer_region(driver, got[".outcome-card"])))
+        saved.append(client_answer(driver, url, photos["milia-like"], "milia-like", out / "client-milia-like.png"))
+        refer = photos.get("refer-to-doctor")
+        saved.append(
+            client_answer(
+                driver,
+                url,
+                refer or photos["milia-like"],
+                "refer-to-doctor",
+                out / "client-refer.png",
+                flag_yes=refer is None,
+                questions_png=out / "questions-phone.png",
+            )
+        )
+        saved.insert(-1, out / "questions-phone.png")
         photo = photos["milia-like"]
 
         # Tap the spot: a fresh page, the photo, one tap, then the answer with the framed area it judged.
@@ -525,9 +647,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="triage-shots-") as tmp:
         tmp_dir = Path(tmp)
         try:
-            photos = {o: photo_for(o, args.model, tmp_dir) for o in ("milia-like", "refer-to-doctor")}
-            if args.photo is not None:
-                photos["milia-like"] = args.photo
+            photos = {"milia-like": args.photo or photo_for("milia-like", args.model, tmp_dir)}
+            try:
+                photos["refer-to-doctor"] = photo_for("refer-to-doctor", args.model, tmp_dir)
+            except RuntimeError as err:
+                print(f"warning: {err}; the refer shot answers Yes to the first question instead", file=sys.stderr)
             try:  # a photo whose tapped spot gets a milia-like answer; else the milia-like photo, tapped
                 photos["tap"] = photo_for("milia-like", args.model, tmp_dir, tapped=True)
             except RuntimeError as err:

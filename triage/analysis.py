@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from triage import metrics as M
+from triage.evaluate import closeup_crop  # the crop evaluate judges, shown on the contact sheets
 from triage.outcomes import CANT_ASSESS, OUTCOMES, REFER
 from triage.preprocess import CANONICAL_SIZE, canonical_square, crop_bottom
 from triage.sources import write_split_manifest
@@ -518,20 +519,6 @@ def verification_sample(
         more = caps.get(outcome, per_outcome) - per_outcome
         chosen |= first | {rest[j] for j in np.random.default_rng([seed, k, 1]).permutation(len(rest))[:more]}
     return [manifest_rows[i] for i in sorted(chosen)]
-
-
-def closeup_crop(record) -> Image.Image:
-    """The part of a close-up row's photo that ``evaluate`` judges.
-
-    The photo is decoded as uploads are (EXIF orientation applied), its source's watermark strip dropped,
-    then cut to the row's box.
-
-    Args:
-        record: a :class:`triage.sources.Record` with a ``box``.
-    """
-    from triage.decode import decode_path
-
-    return crop_bottom(decode_path(record.path).image, record.crop_bottom).crop(record.box)
 
 
 def contact_sheet(crops: list[Image.Image], numbers: list[int], ncols: int = 5, tile: int = 160) -> Image.Image:

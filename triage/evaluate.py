@@ -125,8 +125,13 @@ def _predict_record(triage: Triage, record: Record, gate: bool):
     """Triage one manifest row: the whole photo, or for a close-up row the part inside its box."""
     if record.box is None:
         return triage.predict_path(record.path, record.crop_bottom, gate=gate)
-    image = crop_bottom(decode_path(record.path).image, record.crop_bottom)
-    return triage.predict_image(image.crop(record.box), gate=gate)
+    return triage.predict_image(closeup_crop(record), gate=gate)
+
+
+def closeup_crop(record: Record):
+    """The part of a close-up row's photo that is judged: decoded as uploads are (EXIF orientation applied),
+    its source's watermark strip dropped, then cut to the row's box."""
+    return crop_bottom(decode_path(record.path).image, record.crop_bottom).crop(record.box)
 
 
 def _plots(y, pred, probs, out: Path) -> None:

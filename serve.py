@@ -16,7 +16,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, load the model, launch the app."""
-    from triage.engine import DEFAULT_MODEL, ModelLoadError, Triage
+    from triage.inference.engine import DEFAULT_MODEL, ModelLoadError, Triage
 
     p = argparse.ArgumentParser(description="Skin-photo triage app (educational only, not a medical opinion).")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
@@ -28,13 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadError as err:
         print(f"Cannot start: {err}", file=sys.stderr)
         return 2
-    from triage.upload_dir import remove_upload_dir, use_private_upload_dir
+    from triage.app.upload_dir import remove_upload_dir, use_private_upload_dir
 
     uploads = use_private_upload_dir()  # before Gradio is imported
-    from triage.app import CSS, UPLOAD_LIMIT, build_app, theme
+    from triage.app.layout import CSS, UPLOAD_LIMIT, build_app, theme
 
     user, password = os.environ.get("TRIAGE_USER"), os.environ.get("TRIAGE_PASSWORD")
-    app = build_app(triage)  # also sets the queue's bounds (triage/limits.py)
+    app = build_app(triage)  # also sets the queue's bounds (triage/inference/limits.py)
     try:
         app.launch(
             server_name=args.host,

@@ -1,4 +1,4 @@
-"""Backbone comparison: every architecture of ``triage.models.BACKBONES`` trained with one recipe.
+"""Backbone comparison: every architecture of ``triage.models.backbones.BACKBONES`` trained with one recipe.
 
 Usage:
     python bench/backbones.py --epochs 2 [-c configs/mobilenet_v3_small.yaml] [--data data/processed]
@@ -30,14 +30,14 @@ from pathlib import Path
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # train.py's parser, so every train.py flag works here too
+from triage.inference.engine import Triage
+from triage.models.backbones import BACKBONES
+from triage.research.step_timing import benchmark_input, time_model_step
+from triage.training import TrainConfig, run
+from triage.training.config import get_args_parser
+from triage.training.loop import init_weights_path
 
-from train import get_args_parser  # noqa: E402
-from triage.engine import Triage  # noqa: E402
-from triage.model_step_timing import benchmark_input, time_model_step  # noqa: E402
-from triage.models import BACKBONES  # noqa: E402
-from triage.training import TrainConfig, _init_path, run  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 COLUMNS = [
     "arch",
@@ -79,7 +79,7 @@ def compare(base: dict, archs: list[str], epochs: int, runs_dir: Path, latency_r
                 "name": f"{arch}-e{epochs}",
             }
         )
-        init = _init_path(cfg)
+        init = init_weights_path(cfg)
         t0 = time.time()
         run_dir = run(cfg)
         wall = time.time() - t0

@@ -2,20 +2,20 @@
 
 Usage:
     python bench/closeup.py [--checkpoint models/triage-mnv3s.pt] [--data data/processed]
-                            [--out bench/results/closeup.json] [--verified results/verified_closeups.csv]
+                            [--out results/closeup.json] [--verified results/verified_closeups.csv]
 
 Scores the test split and the close-up test set (lesion-centred crops of the test photos, see
-``triage/crops.py``) with the checkpoint's calibrated model, under two policies:
+``triage/data/crops.py``) with the checkpoint's calibrated model, under two policies:
 
 * ``shipped``: the checkpoint's own thresholds (chosen on validation photos when it was trained);
 * ``photos_and_closeups``: thresholds chosen again on validation photos *and* validation close-ups together
-  (refer sensitivity >= 0.95 and unsafe misses <= 0.02 on each; ``triage.policy.choose_thresholds``).
+  (refer sensitivity >= 0.95 and unsafe misses <= 0.02 on each; ``triage.core.policy.choose_thresholds``).
 
 Both are chosen on validation data only; the test split and the close-up test set only measure. The model
 runs on the build's cached canonical squares, which equal what serving computes (tested in
 ``tests/test_training.py``), in batches.
 
-``ranking`` holds what no threshold changes: ``refer_auc`` and ``useful_at_95`` (``triage.metrics``) with
+``ranking`` holds what no threshold changes: ``refer_auc`` and ``useful_at_95`` (``triage.core.metrics``) with
 group-bootstrap 95% intervals, per set. When the verdict file exists (``--verified``: close-up test crops checked
 by eye, ``verdict`` yes / no / unsure), every number is reported on ``test_crops_verified`` too: the crops whose
 verdict is yes.
@@ -32,14 +32,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from triage import metrics as M
-from triage.crops import open_crop_cache, read_crop_rows
-from triage.engine import Triage
-from triage.evaluate import verified_mask
-from triage.policy import Thresholds, choose_thresholds, decide, softmax
-from triage.sources import parse_box, read_manifest
+from triage.core import metrics as M
+from triage.core.policy import Thresholds, choose_thresholds, decide, softmax
+from triage.core.transforms import colour_of
+from triage.data.crops import open_crop_cache, read_crop_rows
+from triage.data.sources import parse_box, read_manifest
+from triage.inference.engine import Triage
+from triage.research.evaluate import verified_mask
 from triage.training import images_for, load_splits, predict_logits
-from triage.transforms import colour_of
 
 SETS = ("val", "val_crops", "test", "test_crops")
 
@@ -80,7 +80,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", default="models/triage-mnv3s.pt")
     p.add_argument("--data", default="data/processed")
-    p.add_argument("--out", default="bench/results/closeup.json")
+    p.add_argument("--out", default="results/closeup.json")
     p.add_argument("--verified", default="results/verified_closeups.csv", help="verdicts (skipped when absent)")
     args = p.parse_args()
     t0 = time.time()

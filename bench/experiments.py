@@ -8,7 +8,7 @@ Every experiment is the shipped recipe (``configs/mobilenet_v3_small.yaml``) wit
 (``EXPERIMENTS``), trained with ``train.py`` into ``runs/experiments/<name>``. A run interrupted by the end of a
 working session continues from its last epoch when started again (``train.py --resume``). Each row holds the
 exact command, its seed, the wall time, the model-step milliseconds, the ranking of p(refer-to-doctor)
-(``refer_auc`` and ``useful_at_95`` with group-bootstrap 95% intervals, ``triage.metrics``) and the numbers at
+(``refer_auc`` and ``useful_at_95`` with group-bootstrap 95% intervals, ``triage.core.metrics``) and the numbers at
 the validation-chosen safety point, on the whole-photo test split, the close-up test set (lesion-centred crops
 of test photos) and, for leave-one-source-out rows, all photos of the held-out source. Rows recorded before a
 column existed keep it empty.
@@ -42,10 +42,10 @@ RANKED = {"select_on": "useful_at_95"}
 LADDER = {"epochs": 12, "baseline": False} | RANKED
 LONG = {"epochs": 20, "baseline": False} | RANKED
 #: An EMA of the weights over about the last 500 steps (1.8 epochs of 271 steps at batch 48) is what is validated
-#: and shipped (``triage.ema``).
+#: and shipped (``triage.training.ema``).
 EMA = {"ema_decay": 0.998}
 SHADES_OF_GREY = {"colour_constancy": "shades_of_grey"}
-#: EfficientNet-Lite0 and Lite2 at the input sides of their ImageNet training (``triage.models.BACKBONES``).
+#: EfficientNet-Lite0 and Lite2 at the input sides of their ImageNet training (``triage.models.backbones.BACKBONES``).
 LITE0_224 = {"arch": "efficientnet_lite0", "image_size": 224}
 LITE2_260 = {"arch": "efficientnet_lite2", "image_size": 260}
 #: Rows that decide the recipe run with two seeds (``--seed``: sampling, augmentation, initial head, dropout).
@@ -197,14 +197,14 @@ def row(name: str, timing: bool = True) -> dict:
 
 
 def model_step_ms(checkpoint: Path, repeats: int = 50) -> float | str:
-    """Median milliseconds of the model step on 2 threads (``triage.model_step_timing``); empty without a model.
+    """Median milliseconds of the model step on 2 threads (``triage.research.step_timing``); empty without a model.
 
     Measured when the row is recorded, on whatever else the machine is doing: compare rows recorded alike.
     """
     if not checkpoint.exists():
         return ""
-    from triage.engine import Triage
-    from triage.model_step_timing import benchmark_input, time_model_step
+    from triage.inference.engine import Triage
+    from triage.research.step_timing import benchmark_input, time_model_step
 
     engine = Triage.load(checkpoint, threads=2)
     return round(statistics.median(time_model_step(engine, benchmark_input(engine), repeats)), 2)

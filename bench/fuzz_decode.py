@@ -1,7 +1,7 @@
 """Fuzz the decode-and-check path (``decode_upload`` + ``assess_quality``) from the hostile-upload corpus.
 
 Usage:
-    python bench/fuzz_decode.py [--runs 20000] [--seed 1] [--engine atheris|builtin] [--out bench/results/fuzz.json]
+    python bench/fuzz_decode.py [--runs 20000] [--seed 1] [--engine atheris|builtin] [--out results/fuzz.json]
 
 Seeds are the corpus of ``scripts/make_corpus.py`` (without the 108 MP JPEG, which only slows mutation down).
 Every input must end as a clean photo or an ``UploadError`` with a sentence; anything else is a finding:
@@ -44,10 +44,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(REPO))
 
-DEFAULT_OUT = REPO / "bench" / "results" / "fuzz.json"
+DEFAULT_OUT = REPO / "results" / "fuzz.json"
 DEFAULT_FINDINGS = REPO / "artifacts" / "fuzz"
 #: Longest input the fuzzer builds (the seeds are all smaller; big inputs only slow each run down).
 MAX_LEN = 256 * 1024
@@ -73,12 +71,10 @@ class Finding(Exception):
 
 
 def _load_corpus_module():
-    """``scripts/make_corpus.py`` (not a package), loaded by path as the tests do."""
-    spec = importlib.util.spec_from_file_location("make_corpus", REPO / "scripts" / "make_corpus.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_corpus", module)  # dataclasses look the module up while building Case.
-    spec.loader.exec_module(module)
-    return module
+    """The hostile-input corpus generators (:mod:`triage.testing.corpus`), as the tests use them."""
+    from triage.testing import corpus
+
+    return corpus
 
 
 def corpus_seeds() -> dict[str, bytes]:
@@ -104,8 +100,8 @@ def check_one(data: bytes) -> str:
         Finding: the result breaks the contract (see the module docstring). Any other exception is a
             finding too: it escaped the path.
     """
-    from triage.decode import DEFAULT_MAX_SIDE, UploadError, decode_upload
-    from triage.quality import assess_quality
+    from triage.core.quality import assess_quality
+    from triage.inference.decode import DEFAULT_MAX_SIDE, UploadError, decode_upload
 
     try:
         photo = decode_upload(data)
@@ -262,10 +258,10 @@ def _atheris_child(argv: list[str]) -> None:
         from PIL import Image
 
         Image.init()  # Import every format plugin now, inside the instrumentation block.
-        import triage.decode
-        import triage.quality  # noqa: F401
+        import triage.core.quality  # noqa: F401
+        import triage.inference.decode
 
-        triage.decode._heif_available()  # Register HEIF now, not in the middle of a run.
+        triage.inference.decode._heif_available()  # Register HEIF now, not in the middle of a run.
 
     def test_one_input(data: bytes) -> None:
         with warnings.catch_warnings():
@@ -356,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     import PIL
 
     summary = asdict(report) | {
-        "target": "triage.decode.decode_upload + triage.quality.assess_quality",
+        "target": "triage.inference.decode.decode_upload + triage.core.quality.assess_quality",
         "pillow": PIL.__version__,
         "python": sys.version.split()[0],
         "command": "python bench/fuzz_decode.py " + " ".join(argv),

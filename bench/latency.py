@@ -1,14 +1,14 @@
 """End-to-end latency on this machine: decode + checks + model + decision, per photo.
 
 Usage:
-    python bench/latency.py [--model models/triage-mnv3s.pt] [--repeats 30] [--out bench/results/latency.json]
+    python bench/latency.py [--model models/triage-mnv3s.pt] [--repeats 30] [--out results/latency.json]
 
 Generates a 4000x3000 and a 1024 px JPEG (textured, skin-toned), runs each
 through ``Triage.predict_bytes`` ``--repeats`` times on 2 threads (the 12 MP
 one also with one tapped point: up to three crops judged; the photo rows in
 round robin), and reports p50 / p95 in milliseconds plus the model step alone (network,
 calibrated softmax, OOD score), timed exactly as ``bench/onnx_latency.py``
-times it (``triage.model_step_timing``).
+times it (``triage.research.step_timing``).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from triage.decode import decode_upload
-from triage.engine import DEFAULT_MODEL, Triage
-from triage.model_step_timing import benchmark_input, summary_ms, time_model_step
-from triage.tap import TAP_SCALES
+from triage.inference.decode import decode_upload
+from triage.inference.engine import DEFAULT_MODEL, Triage
+from triage.inference.tap import TAP_SCALES
+from triage.research.step_timing import benchmark_input, summary_ms, time_model_step
 
 #: Where the one-tap row taps (fractions of width and height): off-centre, as a client's tap usually is.
 TAP_POINT = (0.35, 0.6)
@@ -60,7 +60,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=str(DEFAULT_MODEL))
     p.add_argument("--repeats", type=int, default=30)
-    p.add_argument("--out", default="bench/results/latency.json")
+    p.add_argument("--out", default="results/latency.json")
     args = p.parse_args()
     triage = Triage.load(args.model, threads=2)
     out = {
@@ -71,7 +71,7 @@ def main() -> None:
     }
     cases = {
         "photo_4000x3000": ((4000, 3000), None),
-        # One tap: the crops around the point (triage.tap.TAP_SCALES) in one batch instead of the whole photo.
+        # One tap: the crops around the point (triage.inference.tap.TAP_SCALES) in one batch instead of the whole photo.
         "photo_4000x3000_one_tap": ((4000, 3000), TAP_POINT),
         "photo_1024x768": ((1024, 768), None),
     }

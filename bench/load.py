@@ -2,7 +2,7 @@
 
 Usage:
     python bench/load.py [--model models/triage-mnv3s.pt] [--clients 4] [--duration 20] [--rounds 2]
-                         [--photo-size 1600x1200] [--out bench/results/load.json]
+                         [--photo-size 1600x1200] [--out results/load.json]
 
 Starts ``serve.py --model MODEL`` on 127.0.0.1 at a free port (loopback only, its own ``GRADIO_TEMP_DIR``),
 then runs ``--rounds`` rounds: in each, ``--clients`` threads, each with its own ``gradio_client.Client``,
@@ -44,14 +44,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(REPO))
+from triage.inference import limits
 
-from triage import limits  # noqa: E402 - after the sys.path line above; light (no torch)
+REPO = Path(__file__).resolve().parents[1]
 
 DEFAULT_MODEL = REPO / "models" / "triage-mnv3s.pt"
-DEFAULT_OUT = REPO / "bench" / "results" / "load.json"
+DEFAULT_OUT = REPO / "results" / "load.json"
 MAX_CLIENTS = 64
 MAX_DURATION_S = 600.0
 #: Longest one request may take before it counts as an error (well above the app's own request timeout).

@@ -2,11 +2,11 @@
 
 Usage:
     python bench/onnx_latency.py [--checkpoint models/triage-mnv3s.pt] [--onnx F.onnx] [--repeats 200]
-                                 [--threads 2] [--block 20] [--block-warmup 10] [--out bench/results/onnx_latency.json]
+                                 [--threads 2] [--block 20] [--block-warmup 10] [--out results/onnx_latency.json]
 
 Times what each engine's ``model_outputs`` does for one photo (network, calibrated softmax, OOD score; the
 photo is decoded and preprocessed once, outside the timing), the same way ``bench/latency.py`` times PyTorch's
-model step (``triage.model_step_timing``): consecutive calls after a warm-up, PyTorch and ONNX Runtime
+model step (``triage.research.step_timing``): consecutive calls after a warm-up, PyTorch and ONNX Runtime
 alternating in blocks of 20 so that both see the same machine load. (Alternating call by call inflated
 PyTorch's median 2.6-fold: each call then started against ONNX Runtime's still-spinning threads.) Exports the
 checkpoint to a temporary file unless ``--onnx`` is given. Reports median, p90, p95 and mean in milliseconds;
@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from triage.engine import DEFAULT_MODEL, Triage
-from triage.model_step_timing import benchmark_input, summary_ms, time_side_by_side
+from triage.inference.engine import DEFAULT_MODEL, Triage
+from triage.research.step_timing import benchmark_input, summary_ms, time_side_by_side
 
 
 def measure(
@@ -37,12 +37,12 @@ def measure(
     """Export if needed, then time both engines on one generated photo; returns the result dict."""
     import onnxruntime
 
-    from triage.onnx_engine import OnnxTriage
+    from triage.inference.onnx_engine import OnnxTriage
 
     torch_engine = Triage.load(checkpoint, threads=threads)
     with tempfile.TemporaryDirectory() as tmp:
         if onnx_path is None:
-            from triage.export import export_onnx
+            from triage.release.export import export_onnx
 
             onnx_path = Path(tmp) / "model.onnx"
             export_onnx(checkpoint, onnx_path, check=False)
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--block", type=int, default=20, help="timed calls per engine before switching (default 20)")
     p.add_argument("--block-warmup", type=int, default=10, help="untimed calls after each switch (default 10)")
-    p.add_argument("--out", default="bench/results/onnx_latency.json")
+    p.add_argument("--out", default="results/onnx_latency.json")
     args = p.parse_args(argv)
     result = measure(args.checkpoint, args.onnx, args.repeats, args.threads, args.block, args.block_warmup)
     text = json.dumps(result, indent=1)

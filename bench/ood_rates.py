@@ -13,22 +13,15 @@ and by either.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 
-from triage.engine import DEFAULT_MODEL, Triage
-from triage.outcomes import CANT_ASSESS
-from triage.sources import read_manifest
-
-
-def _non_skin_images() -> dict:
-    spec = importlib.util.spec_from_file_location("quality_rates", Path(__file__).with_name("quality_rates.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod._skimage_samples() | mod._generated_scenes(np.random.default_rng(0))
+from triage.core.outcomes import CANT_ASSESS
+from triage.data.sources import read_manifest
+from triage.inference.engine import DEFAULT_MODEL, Triage
+from triage.testing.non_skin import non_skin_photos
 
 
 def _rates(results) -> dict:
@@ -50,7 +43,7 @@ def main() -> None:
     p.add_argument("--model", default=str(DEFAULT_MODEL))
     p.add_argument("--manifest", default="models/test_manifest.csv")
     p.add_argument("--limit", type=int, default=0, help="use only the first N valid photos")
-    p.add_argument("--out", default="bench/results/ood_rates.json")
+    p.add_argument("--out", default="results/ood_rates.json")
     args = p.parse_args()
     triage = Triage.load(args.model)
     out = {"model_version": triage.version, "ood_threshold": triage.meta["ood"]["threshold"]}
@@ -59,7 +52,7 @@ def main() -> None:
         records = records[: args.limit]
     valid = [triage.predict_path(r.path, r.crop_bottom) for r in records]
     out["valid_test_photos"] = _rates(valid)
-    non_skin = _non_skin_images()
+    non_skin = non_skin_photos()
     results = {name: triage.predict_image(img) for name, img in non_skin.items()}
     out["non_skin_photos"] = _rates(list(results.values()))
     out["non_skin_ood_only"] = round(

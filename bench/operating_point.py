@@ -1,7 +1,7 @@
 """Shipped recipe vs the standard recipe at the same safety operating point, plain and on tight crops.
 
 Usage:
-    python bench/operating_point.py --run runs/<folder> [--out bench/results/operating_point.json]
+    python bench/operating_point.py --run runs/<folder> [--out results/operating_point.json]
 
 The training report compares the standard recipe as a user would run it (argmax). This asks the
 harder question: give the standard recipe the same treatment (temperature and refer / abstain
@@ -22,12 +22,13 @@ import cv2
 import numpy as np
 import torch
 
-from triage import metrics as M
-from triage.calibration import fit_temperature
-from triage.models import BACKBONES, build_model, model_for_checkpoint
-from triage.policy import choose_thresholds, decide, softmax
+from triage.checkpoint import load_model
+from triage.core import metrics as M
+from triage.core.policy import choose_thresholds, decide, softmax
+from triage.core.transforms import colour_of
+from triage.models.backbones import BACKBONES, build_model
 from triage.training import load_splits, predict_logits
-from triage.transforms import colour_of
+from triage.training.calibration import fit_temperature
 
 
 def tight_crop(cache: np.ndarray, share: float = 0.3) -> np.ndarray:
@@ -65,22 +66,21 @@ def main() -> None:
     """Score both models of a run and print / write the JSON."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--run", required=True)
-    p.add_argument("--out", default="bench/results/operating_point.json")
+    p.add_argument("--out", default="results/operating_point.json")
     args = p.parse_args()
     torch.set_num_threads(2)
     run = Path(args.run)
-    ckpt = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
-    cfg = ckpt["meta"]["train_config"]
+    # Verified like everything else that loads a model: the run's sidecar must match.
+    shipped, meta = load_model(run / "model.pt")
+    cfg = meta["train_config"]
     cache, splits, fingerprint = load_splits(Path(cfg["data"]))
     tight_test = tight_crop(np.asarray(cache[splits["test"].rows]))
-    shipped = model_for_checkpoint(ckpt["meta"])
-    shipped.load_state_dict(ckpt["state_dict"])
-    standard = build_model(cfg["arch"], 4, None, cfg["dropout"])
+    standard = build_model(cfg["arch"], len(meta["classes"]), None, cfg["dropout"])
     standard.load_state_dict(torch.load(run / "baseline_last.pt", map_location="cpu", weights_only=True)["best_model"])
     out = {
         "run": str(run),
         "data_fingerprint": fingerprint,
-        "shipped_recipe": score(shipped.eval(), cfg, cache, splits, tight_test),
+        "shipped_recipe": score(shipped, cfg, cache, splits, tight_test),
         "standard_recipe_same_policy": score(standard.eval(), cfg, cache, splits, tight_test),
     }
     text = json.dumps(out, indent=1, default=float)

@@ -27,10 +27,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFilter
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from triage.quality import (  # noqa: E402
+from triage.core.quality import (
     REASONS,
     SKIN_MAX_SIDE,
     TOO_BLURRY,
@@ -39,14 +36,12 @@ from triage.quality import (  # noqa: E402
     measure,
     reasons_for,
 )
+from triage.testing.non_skin import non_skin_photos
+
+REPO = Path(__file__).resolve().parents[1]
 
 PERCENTILES = (0.5, 1, 2, 5, 10, 50, 90, 95, 98, 99, 99.5)
 SOURCES_IN_FULL = ("fitzpatrick17k",)
-SKIMAGE_NON_SKIN = (
-    "coffee", "chelsea", "rocket", "coins", "camera", "hubble_deep_field", "immunohistochemistry", "logo",
-    "brick", "grass", "gravel", "moon", "page", "text", "horse", "retina", "colorwheel", "clock", "cell",
-    "checkerboard",
-)  # fmt: skip
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -82,53 +77,6 @@ def _rows(root: Path, sample: int, seed: int) -> list[tuple[str, str, str]]:
             entries = rng.sample(entries, sample)
         rows += [(folder.name, f, fz) for f, fz in entries]
     return rows
-
-
-def _generated_scenes(rng: np.random.Generator) -> dict[str, Image.Image]:
-    """Plain non-skin scenes: sky, grass, walls, fabric, a dark room."""
-    h, w = 300, 400
-
-    def noisy(base: tuple[float, float, float], sd: float, shared: bool = False) -> Image.Image:
-        noise = rng.normal(0, sd, (h, w, 1) if shared else (h, w, 3))
-        return Image.fromarray(np.clip(np.array(base) + noise, 0, 255).astype(np.uint8))
-
-    t = np.linspace(0, 1, h)[:, None, None]
-    sky = np.array([70, 130, 220]) * (1 - t) + np.array([200, 225, 255]) * t + rng.normal(0, 3, (h, w, 3))
-    return {
-        "sky_gradient": Image.fromarray(np.clip(sky, 0, 255).astype(np.uint8)),
-        "grass_noise": noisy((60, 140, 50), 25),
-        "grey_wall": noisy((128, 128, 128), 8, shared=True),
-        "white_paper": noisy((235, 235, 235), 4, shared=True),
-        "warm_white_wall": noisy((225, 215, 200), 5, shared=True),
-        "wood_brown": noisy((150, 100, 60), 15, shared=True),
-        "red_fabric": noisy((200, 30, 40), 15),
-        "blue_jeans": noisy((50, 70, 120), 15),
-        "dark_room": noisy((10, 10, 10), 4),
-    }
-
-
-def _skimage_samples() -> dict[str, Image.Image]:
-    try:
-        import skimage.data as skd
-    except ImportError:  # the non-skin set then shrinks to the generated scenes: not comparable with other runs
-        print("warning: scikit-image is not installed (pip install scikit-image): its sample photos are left out")
-        return {}
-    out = {}
-    for name in SKIMAGE_NON_SKIN:
-        try:
-            arr = getattr(skd, name)()
-        except Exception:  # Some samples need a download; skip those offline.
-            continue
-        if arr.dtype == bool:
-            arr = arr.astype(np.uint8) * 255
-        image = Image.fromarray(arr)
-        if image.mode in ("RGBA", "LA"):
-            flat = Image.new("RGB", image.size, (255, 255, 255))
-            flat.paste(image, mask=image.getchannel("A"))
-            image = flat
-        out[f"skimage.{name}"] = image.convert("RGB")
-    out["skimage.stereo_motorcycle"] = Image.fromarray(skd.stereo_motorcycle()[0]).convert("RGB")
-    return out
 
 
 def main() -> None:
@@ -204,7 +152,7 @@ def main() -> None:
             for t in (5, 8, 10, 12, 15, 20, 25)
         }  # fmt: skip
 
-    non_skin = _skimage_samples() | _generated_scenes(np.random.default_rng(args.seed))
+    non_skin = non_skin_photos(args.seed)
     ns_rows = {}
     for name, image in non_skin.items():
         m = measure(image)
@@ -218,7 +166,7 @@ def main() -> None:
         "passed_as_skin": sorted(k for k, r in ns_rows.items() if TOO_LITTLE_SKIN not in r["reasons"]),
         "images": ns_rows,
     }
-    result["note"] = f"{TOO_BLURRY} threshold applies to sharpness; see triage/quality.py QualityThresholds"
+    result["note"] = f"{TOO_BLURRY} threshold applies to sharpness; see triage/core/quality.py QualityThresholds"
     json.dump(result, sys.stdout, indent=1)
     print()
 

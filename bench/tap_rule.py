@@ -2,12 +2,12 @@
 
 Usage:
     python bench/tap_rule.py [--model models/triage-mnv3s.pt] [--manifest models/test_manifest.csv]
-                             [--out bench/results/tap_rule.json] [--limit N] [--seed 0]
+                             [--out results/tap_rule.json] [--limit N] [--seed 0]
                              [--scales "0.25,0.4,0.6;0.5,0.75,1"] [--min-px 176] [--detector lesions]
     python bench/tap_rule.py --sizes     # the test photos' shorter sides, in pixels
 
 For every test-split photo the spot a person would tap is taken from a spot detector (the strongest
-candidate of ``triage.lesions.find_spots``, or of a simpler blob detector kept here; the photo's centre when
+candidate of ``triage.data.lesions.find_spots``, or of a simpler blob detector kept here; the photo's centre when
 it finds none). Two sets of photos are scored:
 
 * ``photos``: the test photos as they are; the tap is at the detected spot.
@@ -19,7 +19,7 @@ On each set, with the shipped model and its own safety operating point (no retra
 
 * ``whole``: the whole photo, as the app answers without a tap;
 * ``tap_mean@S``: crops around the tap at the scales ``S`` (sides as shares of the shorter side; the first set
-  is ``triage.tap.TAP_SCALES``), calibrated probabilities averaged, then the policy once;
+  is ``triage.inference.tap.TAP_SCALES``), calibrated probabilities averaged, then the policy once;
 * ``tap_cautious@S``: the policy on each crop, the most cautious outcome wins;
 * ``whole_plus_centre``: the whole photo and the centre crops at the first set of scales, averaged (would
   the no-tap answer gain from centre crops?).
@@ -43,17 +43,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from triage.core.outcomes import NON_REFER, OUTCOMES, REFER
+from triage.core.policy import RISKY_IDX, Thresholds
+from triage.core.preprocess import crop_bottom
+from triage.data.sources import read_manifest
+from triage.inference.combine import CAUTIOUS, MEAN, combine_crop_probabilities
+from triage.inference.decode import UploadError, decode_path
+from triage.inference.engine import DEFAULT_MODEL, Triage
+from triage.inference.tap import MIN_JUDGED_SIDE, TAP_SCALES, crop_box, tap_boxes
 
-from triage.combine import CAUTIOUS, MEAN, combine_crop_probabilities  # noqa: E402
-from triage.decode import UploadError, decode_path  # noqa: E402
-from triage.engine import DEFAULT_MODEL, Triage  # noqa: E402
-from triage.outcomes import NON_REFER, OUTCOMES, REFER  # noqa: E402
-from triage.policy import RISKY_IDX, Thresholds  # noqa: E402
-from triage.preprocess import crop_bottom  # noqa: E402
-from triage.sources import read_manifest  # noqa: E402
-from triage.tap import MIN_JUDGED_SIDE, TAP_SCALES, crop_box, tap_boxes  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 CLOSEUP_SHARE = 0.6
 
@@ -61,12 +60,12 @@ CLOSEUP_SHARE = 0.6
 def spot_centres(rgb: np.ndarray, detector: str = "lesions") -> list[tuple[float, float, float]]:
     """Candidate spot centres ``(x, y, radius)`` in pixels, strongest first.
 
-    ``"lesions"``: ``triage.lesions.find_spots``, the detector the close-up training and test crops are cut
+    ``"lesions"``: ``triage.data.lesions.find_spots``, the detector the close-up training and test crops are cut
     with; ``"simple"``: :func:`simple_spots`.
     """
     if detector == "simple":
         return simple_spots(rgb)
-    from triage.lesions import find_spots
+    from triage.data.lesions import find_spots
 
     return [(s.x, s.y, s.radius) for s in find_spots(rgb)]
 
@@ -226,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(DEFAULT_MODEL))
     p.add_argument("--manifest", default=str(REPO / "models" / "test_manifest.csv"))
-    p.add_argument("--out", default=str(REPO / "bench" / "results" / "tap_rule.json"))
+    p.add_argument("--out", default=str(REPO / "results" / "tap_rule.json"))
     p.add_argument("--limit", type=int, default=None, help="score a seeded random N of the photos (a quick look)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -289,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         "photos_scored": len(y),
         "unreadable": unreadable,
         "no_spot_found_tap_at_centre": no_spot,
-        "detector": "triage.lesions.find_spots" if args.detector == "lesions" else "bench/tap_rule.py simple_spots",
+        "detector": "triage.data.lesions.find_spots"
+        if args.detector == "lesions"
+        else "bench/tap_rule.py simple_spots",
         "seconds": round(time.perf_counter() - t0, 1),
     }
     t = triage.thresholds

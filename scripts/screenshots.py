@@ -482,8 +482,8 @@ def photo_for(outcome: str, model: Path, folder: Path, tries: int = 20, tapped: 
     """
     import numpy as np
 
-    from triage.engine import Triage
-    from triage.outcomes import OUTCOMES, REFER
+    from triage.core.outcomes import OUTCOMES, REFER
+    from triage.inference.engine import Triage
 
     make = skin_like_photo if outcome == "milia-like" else dark_patch_photo
     triage = Triage.load(model)

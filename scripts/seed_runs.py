@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from triage.overlap import RUN, digest, runs
+from triage.testing.overlap import RUN, digest, runs
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SEEDS = Path(os.environ.get("TRIAGE_SEEDS", REPO.parent / "shared" / "seeds"))

@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from triage.synthetic import write_tiny_dataset
+from triage.testing.synthetic import write_tiny_dataset
 
 
 def main(argv: list[str] | None = None) -> int:

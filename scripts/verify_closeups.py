@@ -8,9 +8,9 @@ Usage:
                                                [--out results/verified_closeups.csv] [--force]
     python scripts/verify_closeups.py extend [--out results/verified_closeups.csv]
 
-All draw the same fixed random subset of the close-up manifest (``triage.analysis.verification_sample``:
+All draw the same fixed random subset of the close-up manifest (``triage.research.closeups.verification_sample``:
 up to ``--per-outcome`` crops per outcome, more for the outcomes in ``--cap`` (default
-``triage.analysis.VERIFY_CAPS``), seed ``--seed``), in the manifest's order. ``sheets`` writes one set of
+``triage.research.closeups.VERIFY_CAPS``), seed ``--seed``), in the manifest's order. ``sheets`` writes one set of
 5 x 5 PNGs per outcome (``<outcome>_<k>.png``); the large number on each tile is the crop's row in the verdict
 CSV (1 = first row after the header). ``--numbers`` renders only those rows, e.g. bigger with ``--tile 320``;
 ``--unjudged`` only the rows that verdict CSV holds no verdict for. ``template`` writes the subset with an
@@ -18,7 +18,7 @@ empty ``verdict`` column; fill it with yes / no / unsure (does the crop really s
 It refuses to overwrite a CSV without ``--force``. ``extend`` rewrites an existing verdict CSV as the subset
 after a cap was raised: every verdict already given is kept, the new rows get an empty verdict.
 
-The crops are cut exactly as ``python -m triage evaluate`` cuts them (``triage.analysis.closeup_crop``).
+The crops are cut exactly as ``python -m triage evaluate`` cuts them (``triage.research.evaluate.closeup_crop``).
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from triage import analysis as A
-from triage.outcomes import OUTCOMES
-from triage.sources import read_manifest
+from triage.core.outcomes import OUTCOMES
+from triage.data.sources import read_manifest
+from triage.research import analysis as A
+from triage.research import closeups as C
 
 REPO = Path(__file__).resolve().parents[1]
 PER_SHEET = 25
@@ -44,7 +45,7 @@ def sample(
     """The sampled rows (as read) and their records, in the manifest's order."""
     rows = A.read_rows(manifest)
     records = read_manifest(manifest)
-    chosen = {id(r) for r in A.verification_sample(rows, per_outcome, seed, caps)}
+    chosen = {id(r) for r in C.verification_sample(rows, per_outcome, seed, caps)}
     keep = [i for i, r in enumerate(rows) if id(r) in chosen]
     return [rows[i] for i in keep], [records[i] for i in keep]
 
@@ -57,7 +58,7 @@ def write_sheets(rows: list[dict], records: list, out: Path, tile: int, numbers:
         picked = [i for i, r in enumerate(rows) if r["label"] == outcome and (numbers is None or i + 1 in numbers)]
         for k in range(0, len(picked), PER_SHEET):
             part = picked[k : k + PER_SHEET]
-            sheet = A.contact_sheet([A.closeup_crop(records[i]) for i in part], [i + 1 for i in part], tile=tile)
+            sheet = C.contact_sheet([C.closeup_crop(records[i]) for i in part], [i + 1 for i in part], tile=tile)
             sheet.save(out / f"{outcome}_{k // PER_SHEET + 1:02d}.png")
             written += 1
     return written
@@ -94,9 +95,9 @@ def write_template(rows: list[dict], manifest: Path, out: Path, verdicts: list[s
 
 
 def parse_caps(values: list[str] | None) -> dict[str, int]:
-    """``--cap outcome=N`` values as a dict (``triage.analysis.VERIFY_CAPS`` when none are given)."""
+    """``--cap outcome=N`` values as a dict (``triage.research.closeups.VERIFY_CAPS`` when none are given)."""
     if values is None:
-        return dict(A.VERIFY_CAPS)
+        return dict(C.VERIFY_CAPS)
     return {o: int(n) for o, n in (v.split("=", 1) for v in values)}
 
 
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="sheets: a folder (artifacts/verify_closeups); template: a CSV")
     p.add_argument("--per-outcome", type=int, default=150)
     p.add_argument("--cap", action="append", help="OUTCOME=N: up to N crops of that outcome (repeatable)")
-    p.add_argument("--seed", type=int, default=A.VERIFY_SEED)
+    p.add_argument("--seed", type=int, default=C.VERIFY_SEED)
     p.add_argument("--tile", type=int, default=160, help="sheets: tile side in pixels")
     p.add_argument("--numbers", default="", help="sheets: only these CSV rows (comma-separated)")
     p.add_argument("--unjudged", type=Path, help="sheets: only the rows this verdict CSV has no verdict for")

@@ -12,7 +12,6 @@ training saves one; ``app_server`` / ``app_url`` serve the real app
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -31,7 +30,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from triage.synthetic import synthetic_photo  # shared with scripts/tiny_dataset.py and the notebooks
+from triage.testing.synthetic import synthetic_photo  # shared with scripts/tiny_dataset.py and the notebooks
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,31 +93,32 @@ def shared_photo(root: Path, manifest_path: str) -> Path:
 
 def tiny_checkpoint_meta() -> dict:
     """Metadata of a valid triage checkpoint for :data:`TINY_ARCH` (64 px input, no OOD state, uncalibrated)."""
-    from triage.models import BACKBONES
-    from triage.outcomes import OUTCOMES
-    from triage.preprocess import CANONICAL_SIZE
+    from triage.checkpoint import checkpoint_meta
+    from triage.core.outcomes import OUTCOMES
+    from triage.models.backbones import BACKBONES
 
     spec = BACKBONES[TINY_ARCH]
-    return {
-        "format": 1, "version": "test-random", "arch": TINY_ARCH, "classes": list(OUTCOMES), "image_size": 64,
-        "canonical_size": CANONICAL_SIZE, "mean": list(spec.mean), "std": list(spec.std), "temperature": 1.0,
-        "refer_threshold": 0.5, "abstain_threshold": 0.0, "data_fingerprint": "0" * 64, "ood": {},
-        "dropout": 0.2, "metrics": {},
-    }  # fmt: skip
+    return checkpoint_meta(
+        version="test-random", arch=TINY_ARCH, classes=list(OUTCOMES), image_size=64, mean=spec.mean,
+        std=spec.std, temperature=1.0, refer_threshold=0.5, abstain_threshold=0.0, data_fingerprint="0" * 64,
+        ood={}, dropout=0.2,
+    )  # fmt: skip
 
 
 def write_sha256(path: Path) -> None:
-    """Record ``path``'s sha256 in ``<path>.sha256`` the way training does (``<hex>  <name>``)."""
-    Path(str(path) + ".sha256").write_text(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n")
+    """Record ``path``'s sha256 in ``<path>.sha256`` as every checkpoint writer does."""
+    from triage.checkpoint import write_sha256 as record
+
+    record(path)
 
 
 def build_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
     """Save a randomly initialised but complete checkpoint (and its ``.sha256``) exactly as training does."""
     import torch
 
-    from triage.models import build_model
-    from triage.outcomes import OUTCOMES
-    from triage.training import save_checkpoint
+    from triage.checkpoint import save_checkpoint
+    from triage.core.outcomes import OUTCOMES
+    from triage.models.backbones import build_model
 
     torch.manual_seed(seed)
     save_checkpoint(build_model(TINY_ARCH, len(OUTCOMES), None), tiny_checkpoint_meta(), path)
@@ -180,14 +180,10 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def load_corpus_module():
-    """``scripts/make_corpus.py`` (a script, not a package), loaded by path: the hostile-input corpus."""
-    import importlib.util
+    """The hostile-input corpus generators (:mod:`triage.testing.corpus`)."""
+    from triage.testing import corpus
 
-    spec = importlib.util.spec_from_file_location("make_corpus", REPO / "scripts" / "make_corpus.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_corpus", module)  # dataclasses look the module up while building Case.
-    spec.loader.exec_module(module)
-    return module
+    return corpus
 
 
 def start_app(model: Path, workdir: Path, attempts: int = 3) -> AppServer:

@@ -25,7 +25,7 @@ from conftest import REPO, add_grain
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from triage.outcomes import CANT_ASSESS, OUTCOMES
+from triage.core.outcomes import CANT_ASSESS, OUTCOMES
 
 #: Keys every result carries (README: outcome, probabilities, reasons, quality, timings).
 RESULT_KEYS = {"outcome", "probabilities", "reasons", "reason_codes", "quality", "ood_score", "model_version"}

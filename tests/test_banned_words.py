@@ -13,14 +13,16 @@ import re
 import pytest
 from conftest import REPO
 
-from triage import app, engine, therapist_view, wording
-from triage.about import about_markdown
-from triage.content_loader import all_pages
-from triage.decode import _MESSAGES as DECODE_MESSAGES
-from triage.engine import TriageResult
-from triage.outcomes import CANT_ASSESS, OUTCOMES
-from triage.policy import Thresholds
-from triage.quality import MESSAGES as QUALITY_MESSAGES
+from triage.app import layout as app
+from triage.app import therapist_view, wording
+from triage.app.about import about_markdown
+from triage.app.content_loader import all_pages
+from triage.core.outcomes import CANT_ASSESS, OUTCOMES
+from triage.core.policy import Thresholds
+from triage.core.quality import MESSAGES as QUALITY_MESSAGES
+from triage.inference import engine
+from triage.inference.decode import _MESSAGES as DECODE_MESSAGES
+from triage.inference.engine import TriageResult
 
 BANNED = re.compile(
     "|".join(
@@ -119,7 +121,7 @@ def rendered_texts(blocks) -> list[tuple[str, str]]:
 
 
 def test_every_tab_of_the_built_app(tiny_model) -> None:
-    from triage.engine import Triage
+    from triage.inference.engine import Triage
 
     texts = rendered_texts(app.build_app(Triage.load(tiny_model, threads=None)))
     rendered = "\n".join(text for _, text in texts)
@@ -130,7 +132,7 @@ def test_every_tab_of_the_built_app(tiny_model) -> None:
 
 
 def test_about_with_the_shipped_model() -> None:
-    from triage.engine import DEFAULT_MODEL, Triage
+    from triage.inference.engine import DEFAULT_MODEL, Triage
 
     if not DEFAULT_MODEL.is_file():
         pytest.skip("no shipped model in this checkout")

@@ -15,27 +15,19 @@ are the ones ``scripts/screenshots.py`` uses for the README.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
 import pytest
-from conftest import REPO, add_grain, files_left_after
+from conftest import add_grain, files_left_after
+from helpers import load_script
 from selenium.webdriver.support.ui import WebDriverWait
 from test_banned_words import BANNED
 
-from triage.app import HEADLINES
-from triage.outcomes import CANT_ASSESS, OUTCOMES
+from triage.app.layout import HEADLINES
+from triage.core.outcomes import CANT_ASSESS, OUTCOMES
 
-
-def _load_screenshots():
-    spec = importlib.util.spec_from_file_location("triage_screenshots", REPO / "scripts" / "screenshots.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-shots = _load_screenshots()
+shots = load_script("scripts/screenshots.py")
 BROWSER = shots.find_browser()
 TABS = ["Check a photo", "Therapist", "Learn", "About"]
 #: Sub-pixel rounding and a thin border may add a pixel or two; a real overflow is tens of pixels.
@@ -215,7 +207,7 @@ def _preview_shown(driver) -> bool:
 
 
 def test_therapist_view_leads_with_the_decision(browser, app_server, app_url, photo, artefacts, tmp_path):
-    from triage.app import CHECKLIST
+    from triage.app.layout import CHECKLIST
 
     downloads = tmp_path / "downloads"
     downloads.mkdir()
@@ -267,7 +259,7 @@ def test_therapist_view_leads_with_the_decision(browser, app_server, app_url, ph
 def test_red_flag_questions_fit_a_phone_and_a_yes_leads_to_the_referral(browser, app_url, photo, artefacts):
     from selenium.webdriver.common.by import By
 
-    from triage.red_flags import RED_FLAGS
+    from triage.core.red_flags import RED_FLAGS
 
     shots.set_viewport(browser, *shots.PHONE, mobile=True)
     shots.open_app(browser, app_url)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -18,13 +17,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
-from triage import labels as labels_mod
-from triage import sources as sources_mod
-from triage.data import build
-from triage.data import main as data_main
-from triage.outcomes import OUTCOMES
-from triage.sources import (
+from triage.core.outcomes import OUTCOMES
+from triage.data import labels as labels_mod
+from triage.data import sources as sources_mod
+from triage.data.build import build
+from triage.data.build import main as data_main
+from triage.data.sources import (
     REGISTRY,
     CountMismatch,
     Source,
@@ -33,7 +33,7 @@ from triage.sources import (
     read_labels_csv,
     read_manifest,
 )
-from triage.synthetic import write_tiny_dataset
+from triage.testing.synthetic import write_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "BRING_YOUR_OWN_DATA.md"
@@ -170,9 +170,7 @@ def test_registered_source_recipe(tiny, tmp_path, monkeypatch):
 def test_backbone_comparison_on_a_tiny_build(tiny, tmp_path):
     """bench/backbones.py: every backbone, one recipe, one CSV row each (smoke-sized: 1 epoch of 1 batch)."""
     build(read_manifest(tiny.manifest), tmp_path / "proc", seed=0, workers=1)
-    spec = importlib.util.spec_from_file_location("backbones", REPO / "bench" / "backbones.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench/backbones.py")
     results = tmp_path / "results" / "backbones.csv"
     argv = ["--data", str(tmp_path / "proc"), "--epochs", "1", "--max-batches", "1", "--batch-size", "8",
             "--image-size", "64", "--init-weights", "none", "--workers", "0", "--threads", "1",

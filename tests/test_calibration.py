@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from triage.calibration import fit_temperature, nll
+from triage.training.calibration import fit_temperature, nll
 
 
 def _true_ish(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:

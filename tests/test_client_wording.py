@@ -15,13 +15,14 @@ from html.parser import HTMLParser
 import pytest
 from PIL import Image
 
-from triage import app, engine
-from triage.content_loader import EMERGENCY_LINE
-from triage.engine import TriageResult
-from triage.outcomes import CANT_ASSESS, OUTCOMES, REFER
-from triage.quality import MESSAGES as QUALITY_MESSAGES
-from triage.red_flags import RED_FLAGS
-from triage.wording import ALSO_SHARE, GROUP_WORDS, OUTCOME_WORDS, resemblance_lines
+from triage.app import layout as app
+from triage.app.content_loader import EMERGENCY_LINE
+from triage.app.wording import ALSO_SHARE, GROUP_WORDS, OUTCOME_WORDS, resemblance_lines
+from triage.core.outcomes import CANT_ASSESS, OUTCOMES, REFER
+from triage.core.quality import MESSAGES as QUALITY_MESSAGES
+from triage.core.red_flags import RED_FLAGS
+from triage.inference import engine
+from triage.inference.engine import TriageResult
 
 ANSWERS = (*OUTCOMES, CANT_ASSESS)
 #: An outcome code as text: the two that are no English, any code set apart in brackets or quotes ("(other)",
@@ -180,7 +181,7 @@ def test_resemblance_of_an_unsure_answer_says_no_group_stood_out():
 @pytest.fixture(scope="module")
 def built(tiny_model):
     """The app as serve.py builds it (not launched), on the tiny model."""
-    from triage.engine import Triage
+    from triage.inference.engine import Triage
 
     return app.build_app(Triage.load(tiny_model, threads=None))
 

@@ -1,7 +1,7 @@
 """Several photos of one area: the answer that sends the person to a doctor (or away from an extraction) leads.
 
 Every pair of answers goes through the two public ways of combining photos, the app (both tabs lead with
-:func:`triage.app.lead_answer`, and the printable summary takes its verdict from the lead) and
+:func:`triage.app.layout.lead_answer`, and the printable summary takes its verdict from the lead) and
 ``python -m triage predict --combine --json``. Which answer each photo gets is scripted here (the model's part
 is tested elsewhere); what is under test is the combining and what each entry point shows of it. With the
 bundled data beside the repository, a real referral and a blurred copy of the same photo go end to end through
@@ -19,12 +19,12 @@ from conftest import REPO, shared_photo
 from PIL import Image, ImageFilter
 
 from triage import __main__ as cli
-from triage.app import HEADLINES, PhotoAnswer, lead_answer, outcome_card, summary_html
-from triage.engine import Triage, TriageResult
-from triage.outcomes import CANT_ASSESS, MILIA, OTHER, OUTCOMES, PUSTULE, REFER
-from triage.red_flags import RED_FLAGS
+from triage.app.layout import HEADLINES, PhotoAnswer, lead_answer, outcome_card, summary_html
+from triage.core.outcomes import CANT_ASSESS, MILIA, OTHER, OUTCOMES, PUSTULE, REFER
+from triage.core.red_flags import RED_FLAGS
+from triage.inference.engine import Triage, TriageResult
 
-#: Most cautious first (triage.outcomes.ANSWER_CAUTION): a referral leads whatever else the photos gave.
+#: Most cautious first (triage.core.outcomes.ANSWER_CAUTION): a referral leads whatever else the photos gave.
 ORDER = [REFER, OTHER, CANT_ASSESS, PUSTULE, MILIA]
 PAIRS = [(a, b) for a in ORDER for b in ORDER]
 
@@ -122,7 +122,7 @@ def test_cli_a_referral_beside_a_blurred_photo_leads_with_the_doctor(referral_an
 
 @pytest.mark.shared
 def test_app_a_referral_beside_a_blurred_photo_leads_with_the_doctor(referral_and_blurred_copy, shipped):
-    from triage.app import build_app
+    from triage.app.layout import build_app
 
     app = build_app(shipped)
     handler = next(f.fn for f in app.fns.values() if getattr(f.fn, "__name__", "") == "client")

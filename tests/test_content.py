@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from triage import app, quality
-from triage.content_loader import (
+from triage.app import layout as app
+from triage.app.content_loader import (
     CONTRAINDICATION_ACTIONS,
     EMERGENCY_LINE,
     LEARN_ORDER,
@@ -34,9 +34,10 @@ from triage.content_loader import (
     parse_contraindications,
     title,
 )
-from triage.engine import TriageResult
-from triage.outcomes import CANT_ASSESS, OUTCOMES
-from triage.overlap import RUN, digest, runs, shared_runs, words
+from triage.core import quality
+from triage.core.outcomes import CANT_ASSESS, OUTCOMES
+from triage.inference.engine import TriageResult
+from triage.testing.overlap import RUN, digest, runs, shared_runs, words
 
 SEED_DIGESTS = REPO / "tests" / "data" / "seed_runs.txt"
 SEEDS = Path(os.environ.get("TRIAGE_SEEDS", REPO.parent / "shared" / "seeds"))

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from conftest import load_corpus_module
 
-from triage.decode import UploadError
-from triage.engine import Triage
-from triage.outcomes import CANT_ASSESS, OUTCOMES
+from triage.core.outcomes import CANT_ASSESS, OUTCOMES
+from triage.inference.decode import UploadError
+from triage.inference.engine import Triage
 
 REPO = Path(__file__).resolve().parents[1]
 

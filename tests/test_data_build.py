@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from triage import data
-from triage.outcomes import OUTCOMES
-from triage.preprocess import CANONICAL_SIZE, canonical_square
-from triage.sources import Record, read_image_folder, read_manifest
+from triage.core.outcomes import OUTCOMES
+from triage.core.preprocess import CANONICAL_SIZE, canonical_square
+from triage.data import build as data
+from triage.data.sources import Record, read_image_folder, read_manifest
 
 N_ORIGINALS = 60
 COPIES_PER_KIND = 2
@@ -50,7 +50,7 @@ KINDS = {
     "recrop4": _recrop,
 }
 
-#: Copy kinds the current thresholds (coarse 0.90 / fine 0.94 in triage/dedupe.py) do not catch.
+#: Copy kinds the current thresholds (coarse 0.90 / fine 0.94 in triage/data/dedupe.py) do not catch.
 #: Measured with signature() + find_pairs() on these synthetic photos (60 originals, same pipeline):
 #: best dihedral correlation of copy vs original,
 #:   rot3:    coarse 0.78-0.94 (median 0.89), fine 0.72-0.92 (median 0.84), caught 0/60;

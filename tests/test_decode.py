@@ -1,6 +1,6 @@
-"""Tests for triage.decode: every hostile upload is a DecodedPhoto or a kind UploadError, nothing else.
+"""Tests for triage.inference.decode: every hostile upload is a DecodedPhoto or a kind UploadError, nothing else.
 
-The files come from ``scripts/make_corpus.py`` (the one copy of the generators), built in memory or under
+The files come from ``triage.testing.corpus`` (the one copy of the generators), built in memory or under
 ``tmp_path``; no real data is needed.
 """
 
@@ -17,8 +17,8 @@ import pytest
 from conftest import load_corpus_module
 from PIL import Image, ImageFile
 
-from triage import decode
-from triage.decode import (
+from triage.inference import decode
+from triage.inference.decode import (
     DEFAULT_MAX_SIDE,
     DRAFT_MIN_SIDE,
     DecodedPhoto,
@@ -344,7 +344,7 @@ def test_upload_error_has_code_and_message():
 
 def test_no_torch_import():
     # The serving path must stay light: decoding must not pull in torch.
-    code = "import sys, triage.decode; sys.exit('torch' in sys.modules)"
+    code = "import sys, triage.inference.decode; sys.exit('torch' in sys.modules)"
     import subprocess
 
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from triage.diagnoses import catch_all, diagnosis_key, encode, vocabulary
-from triage.models import OutcomeHead, build_model
-from triage.outcomes import OUTCOMES
+from triage.core.outcomes import OUTCOMES
+from triage.data.diagnoses import catch_all, diagnosis_key, encode, vocabulary
+from triage.models.backbones import OutcomeHead, build_model
 
 
 def test_vocabulary_keeps_frequent_diagnoses_and_one_catch_all_per_outcome():

@@ -19,11 +19,11 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from triage.data import build
-from triage.engine import Triage
-from triage.outcomes import OUTCOMES
-from triage.sources import read_manifest
-from triage.synthetic import write_tiny_dataset
+from triage.core.outcomes import OUTCOMES
+from triage.data.build import build
+from triage.data.sources import read_manifest
+from triage.inference.engine import Triage
+from triage.testing.synthetic import write_tiny_dataset
 from triage.training import DistInfo, DistributedWeightedSampler, init_distributed, sample_weights
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import yaml
+from helpers import load_script
 
-from triage.models import BACKBONES
+from triage.models.backbones import BACKBONES
 from triage.training import TrainConfig
+from triage.training.config import get_args_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _module(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT))
-    try:
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(ROOT))
-    return mod
-
-
 def test_every_experiment_parses_into_the_recipe_with_its_changes():
-    exp = _module("experiments", ROOT / "bench" / "experiments.py")
-    parser = _module("train_cli", ROOT / "train.py").get_args_parser()
+    exp = load_script("bench/experiments.py")
+    parser = get_args_parser()
     recipe = yaml.safe_load((ROOT / exp.CONFIG).read_text())
     for name, spec in exp.EXPERIMENTS.items():
         args = parser.parse_args(exp.command(name)[2:])
@@ -46,9 +35,9 @@ def test_rows_carry_the_ranking_with_intervals_and_older_runs_leave_it_empty(tmp
 
     import numpy as np
 
-    from triage import metrics as M
+    from triage.core import metrics as M
 
-    exp = _module("experiments", ROOT / "bench" / "experiments.py")
+    exp = load_script("bench/experiments.py")
     monkeypatch.setattr(exp, "RUNS", tmp_path)
     monkeypatch.setattr(exp, "RESULTS", tmp_path / "experiments.csv")
     rng = np.random.default_rng(0)

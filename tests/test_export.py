@@ -6,7 +6,6 @@ by every test here; the exporter is the slow part (about 10-25 s on 2 cores).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,16 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_script
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")  # the torch.export-based exporter
 ort = pytest.importorskip("onnxruntime")
 
 from triage.__main__ import main as cli_main  # noqa: E402 - after the skips: needs the optional extra
-from triage.engine import ModelLoadError, Triage  # noqa: E402
-from triage.export import META_KEY, parity_inputs  # noqa: E402
-from triage.onnx_engine import OnnxTriage  # noqa: E402
-from triage.synthetic import cast_and_grain, synthetic_photo, write_tiny_checkpoint  # noqa: E402
+from triage.inference.engine import ModelLoadError, Triage  # noqa: E402
+from triage.inference.onnx_engine import OnnxTriage  # noqa: E402
+from triage.release.export import META_KEY, parity_inputs  # noqa: E402
+from triage.testing.synthetic import cast_and_grain, synthetic_photo, write_tiny_checkpoint  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 #: Calibrated probabilities must agree to float32 rounding.
@@ -88,7 +88,7 @@ def test_exported_probabilities_match_pytorch(exported):
 
 def test_diagnosis_level_head_exports_with_parity(tmp_path):
     # The shipped recipe trains on diagnosis-level labels: the graph must sum diagnoses to the four outcomes.
-    from triage.export import export_onnx
+    from triage.release.export import export_onnx
 
     groups = [0, 1, 2, 3, 3, 3, 2, 1, 3, 0]
     ckpt = write_tiny_checkpoint(tmp_path / "dx.pt", temperature=1.3, diagnosis_outcomes=groups)
@@ -119,7 +119,8 @@ def test_predict_backend_onnx_imports_no_training_code(exported, tmp_path):
         "import json, sys\n"
         "from triage.__main__ import main\n"
         f"rc = main(['predict', {str(photo)!r}, '--backend', 'onnx', '--model', {str(exported['onnx'])!r}, '--json'])\n"
-        "banned = ['triage.training', 'triage.augment', 'triage.export', 'albumentations', 'onnx', 'onnxscript']\n"
+        "banned = ['triage.training', 'triage.training.augment', 'triage.release.export', 'albumentations',"
+        " 'onnx', 'onnxscript']\n"
         "print(json.dumps({'rc': rc, 'imported': [m for m in banned if m in sys.modules]}))\n"
     )
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
@@ -150,9 +151,7 @@ def test_onnx_engine_refuses_what_it_cannot_trust(exported, tmp_path, monkeypatc
 
 
 def test_onnx_latency_bench(exported, tmp_path):
-    spec = importlib.util.spec_from_file_location("onnx_latency", REPO / "bench" / "onnx_latency.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench/onnx_latency.py")
     out = tmp_path / "onnx_latency.json"
     argv = ["--checkpoint", str(exported["checkpoint"]), "--onnx", str(exported["onnx"]), "--repeats", "5"]
     assert bench.main([*argv, "--threads", "1", "--out", str(out)]) == 0

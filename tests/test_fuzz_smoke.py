@@ -14,19 +14,12 @@ import zlib
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(name, module)  # dataclasses look the module up while building classes.
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz = _load("fuzz_decode", REPO / "bench" / "fuzz_decode.py")
+fuzz = load_script("bench/fuzz_decode.py")
 
 
 @pytest.fixture(scope="module")

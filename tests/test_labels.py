@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from triage.labels import EXCLUDE, LABEL_MAP_PATH, load_label_map, map_labels
-from triage.outcomes import MILIA, OTHER, OUTCOMES, PUSTULE, REFER, most_cautious_label
-from triage.sources import REGISTRY
+from triage.core.outcomes import MILIA, OTHER, OUTCOMES, PUSTULE, REFER, most_cautious_label
+from triage.data.labels import EXCLUDE, LABEL_MAP_PATH, load_label_map, map_labels
+from triage.data.sources import REGISTRY
 
 
 def _rows() -> list[dict[str, str]]:

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from triage.crops import crop_eligible, crops_for_image, label_describes_spots
-from triage.lesions import crop_box, find_spots, spot_crops
+from triage.core.geometry import square_inside
+from triage.data.crops import crop_eligible, crops_for_image, label_describes_spots
+from triage.data.lesions import find_spots, spot_crops
 
 SKIN = (205, 150, 125)
 
@@ -23,14 +24,14 @@ def skin_with_spots(spots: list[tuple[int, int, int, tuple[int, int, int]]], siz
     return np.clip(arr, 0, 255).astype(np.uint8)
 
 
-def test_crop_box_is_centred_inside_and_shifted_at_borders():
-    assert crop_box(100, 80, 40, 320, 240) == (80, 60, 120, 100)
+def test_square_inside_is_centred_inside_and_shifted_at_borders():
+    assert square_inside(100, 80, 40, 320, 240) == (80, 60, 120, 100)
     # Near the top-left corner the box slides inside the image instead of leaving it.
-    assert crop_box(5, 3, 40, 320, 240) == (0, 0, 40, 40)
+    assert square_inside(5, 3, 40, 320, 240) == (0, 0, 40, 40)
     # Near the bottom-right corner too.
-    assert crop_box(318, 239, 40, 320, 240) == (280, 200, 320, 240)
+    assert square_inside(318, 239, 40, 320, 240) == (280, 200, 320, 240)
     # Larger than the photo: no box.
-    assert crop_box(100, 100, 241, 320, 240) is None
+    assert square_inside(100, 100, 241, 320, 240) is None
 
 
 def test_finds_a_milium_like_white_spot_and_a_red_papule_where_they_are():

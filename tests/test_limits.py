@@ -1,4 +1,4 @@
-"""The serving limits (``triage.limits``) are the ones enforced, and going over one gets a plain sentence.
+"""The serving limits (``triage.inference.limits``) are the ones enforced, and going over one gets a plain sentence.
 
 Upload size, pixels, request timeout and queue: each checked where it is enforced (decoder, the built app,
 the running app) rather than only read back from the constants.
@@ -9,9 +9,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from triage import decode, limits
-from triage.decode import UploadError, decode_upload
-from triage.red_flags import RED_FLAGS
+from triage.core.red_flags import RED_FLAGS
+from triage.inference import decode, limits
+from triage.inference.decode import UploadError, decode_upload
 
 PHOTO_CHECKS = ("client", "therapist", "api")
 
@@ -19,8 +19,8 @@ PHOTO_CHECKS = ("client", "therapist", "api")
 @pytest.fixture(scope="module")
 def built_app(tiny_model):
     """The app as serve.py builds it (not launched), with its event functions by name."""
-    from triage.app import build_app
-    from triage.engine import Triage
+    from triage.app.layout import build_app
+    from triage.inference.engine import Triage
 
     app = build_app(Triage.load(tiny_model, threads=None))
     return app, {fn.name: fn for fn in app.fns.values()}
@@ -47,7 +47,7 @@ def test_decoder_enforces_the_limits_module():
 def test_gradio_upload_cap_is_the_decoder_limit():
     from gradio.utils import _parse_file_size
 
-    from triage.app import UPLOAD_LIMIT
+    from triage.app.layout import UPLOAD_LIMIT
 
     assert _parse_file_size(UPLOAD_LIMIT) == limits.MAX_UPLOAD_BYTES
 

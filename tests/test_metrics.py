@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from triage import metrics as M
-from triage.outcomes import MILIA, OTHER, OUTCOMES, PUSTULE, REFER
+from triage.core import metrics as M
+from triage.core.outcomes import MILIA, OTHER, OUTCOMES, PUSTULE, REFER
 
 # Output order: 0 milia-like, 1 pustule, 2 other, 3 refer-to-doctor.
 assert OUTCOMES == (MILIA, PUSTULE, OTHER, REFER)
@@ -277,7 +277,7 @@ def test_validation_scores_match_the_metrics():
 
 
 def test_evaluate_scores_only_the_yes_rows_of_a_verdict_manifest(tmp_path):
-    from triage.evaluate import verified_mask
+    from triage.research.evaluate import verified_mask
 
     plain = tmp_path / "plain.csv"
     plain.write_text("path,label\na.jpg,pustule\n")

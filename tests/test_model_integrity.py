@@ -1,7 +1,7 @@
 """Triage.load refuses every damaged, tampered or foreign model file with a plain sentence.
 
 Uses the shared ``tiny_model`` checkpoint (conftest: random weights, saved exactly as training saves one
-with ``triage.training.save_checkpoint``), so these tests need no training run.
+with ``triage.checkpoint.save_checkpoint``), so these tests need no training run.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from conftest import TINY_ARCH as ARCH
 from conftest import tiny_checkpoint_meta as _meta
 from conftest import write_sha256 as _write_sha
 
-from triage.engine import ModelLoadError, Triage
-from triage.models import build_model
-from triage.outcomes import OUTCOMES
-from triage.training import save_checkpoint
+from triage.checkpoint import save_checkpoint
+from triage.core.outcomes import OUTCOMES
+from triage.inference.engine import ModelLoadError, Triage
+from triage.models.backbones import build_model
 
 
 class NotWeights:

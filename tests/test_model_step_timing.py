@@ -1,9 +1,9 @@
-"""The one model-step timing the benches share (``triage.model_step_timing``), on the tiny real checkpoint."""
+"""The one model-step timing the benches share (``triage.research.step_timing``), on the tiny real checkpoint."""
 
 from __future__ import annotations
 
-from triage.engine import Triage
-from triage.model_step_timing import benchmark_input, summary_ms, time_model_step, time_side_by_side
+from triage.inference.engine import Triage
+from triage.research.step_timing import benchmark_input, summary_ms, time_model_step, time_side_by_side
 
 
 def test_side_by_side_gives_each_engine_its_repeats_in_blocks(tiny_model):

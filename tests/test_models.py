@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from triage.models import BACKBONES, build_model, features, unfold_batchnorm
+from triage.models.backbones import BACKBONES, build_model, features, unfold_batchnorm
 
 
 def _folded_network(seed: int = 0) -> nn.Module:

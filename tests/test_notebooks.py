@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from triage import analysis as A
-from triage.data import build
-from triage.outcomes import CANT_ASSESS, OUTCOMES
-from triage.sources import read_manifest
-from triage.synthetic import write_tiny_checkpoint, write_tiny_dataset
+from triage.core.outcomes import CANT_ASSESS, OUTCOMES
+from triage.data.build import build
+from triage.data.sources import read_manifest
+from triage.research import analysis as A
+from triage.testing.synthetic import write_tiny_checkpoint, write_tiny_dataset
 
 nbformat = pytest.importorskip("nbformat")
 
@@ -126,7 +126,7 @@ def test_errors_notebook_runs_headless(tiny, monkeypatch):
 
 def test_error_analysis_functions(tiny):
     """The same calls as the notebook, checked for content rather than pictures."""
-    from triage.engine import Triage
+    from triage.inference.engine import Triage
 
     scored = A.score_manifest(Triage.load(tiny["checkpoint"], threads=1), tiny["manifest"])
     n = len(read_manifest(tiny["manifest"]))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from triage import metrics as M
-from triage.engine import TriageResult, combine_results, decide_outcome
-from triage.outcomes import CANT_ASSESS, MILIA, OTHER, OUTCOMES, PUSTULE, REFER
-from triage.policy import REFER_IDX, Thresholds, choose_thresholds, decide, softmax
+from triage.core import metrics as M
+from triage.core.outcomes import CANT_ASSESS, MILIA, OTHER, OUTCOMES, PUSTULE, REFER
+from triage.core.policy import REFER_IDX, Thresholds, choose_thresholds, decide, softmax
+from triage.inference.engine import TriageResult, combine_results, decide_outcome
 
 I_MILIA, I_PUSTULE, I_OTHER = OUTCOMES.index(MILIA), OUTCOMES.index(PUSTULE), OUTCOMES.index(OTHER)
 
@@ -171,7 +171,7 @@ def _res(outcome: str, file: str | None, reasons: list[str] | None = None) -> Tr
     )
 
 
-#: The answer order, most cautious first: a referral leads whatever else was found (see triage.outcomes).
+#: The answer order, most cautious first: a referral leads whatever else was found (see triage.core.outcomes).
 ANSWER_ORDER = [REFER, OTHER, CANT_ASSESS, PUSTULE, MILIA]
 
 

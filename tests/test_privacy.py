@@ -30,7 +30,7 @@ import pytest
 from conftest import AppServer, PageCalls, data_url_bytes, load_corpus_module, start_app
 from PIL import Image
 
-from triage.red_flags import RED_FLAGS
+from triage.core.red_flags import RED_FLAGS
 
 REPO = Path(__file__).resolve().parents[1]
 #: Seconds the app may take to stop and clean up after SIGINT (a second or two on a quiet machine; generous
@@ -128,15 +128,15 @@ def _stop_gracefully(proc: subprocess.Popen) -> int:
 def one_photo(file_data: dict) -> list:
     """The inputs of a tab's check button for one photo: photo slots 2 and 3 empty, no tapped point, the red-flag
     questions answered (the answers are health data too: they must not reach a log either)."""
-    from triage.red_flags import RED_FLAGS, YES
-    from triage.tap import MAX_PHOTOS
+    from triage.core.red_flags import RED_FLAGS, YES
+    from triage.inference.tap import MAX_PHOTOS
 
     return [file_data, None] + [None, None] * (MAX_PHOTOS - 1) + [YES] * len(RED_FLAGS)
 
 
 @pytest.fixture(scope="module")
 def batch(tiny_model, tmp_path_factory, make_photo) -> Iterator[Batch]:
-    from triage.app import CHECKLIST
+    from triage.app.layout import CHECKLIST
 
     work = tmp_path_factory.mktemp("privacy_app")
     systmp, site = work / "systmp", work / "site"
@@ -224,7 +224,7 @@ def test_nothing_returned_carries_metadata(batch):
 def test_no_log_line_holds_image_bytes_or_metadata(batch):
     log = batch.server.log.read_bytes()
     assert b"DEBUG" in log and b"sitecustomize: DEBUG logging on" in log, "the app did not log at DEBUG"
-    assert b"triage.decode: upload refused: truncated" in log, "the decoder's own log lines are not captured"
+    assert b"triage.inference.decode: upload refused: truncated" in log, "the decoder's own log lines are not captured"
     for secret in (*SECRETS, batch.notes):
         assert secret.encode() not in log, f"{secret!r} was logged"
     # The red-flag answers were given on every check (one_photo, the API's flags): neither they nor the reasons

@@ -1,4 +1,4 @@
-"""Tests for triage.quality on generated images: each reason fires on a crafted photo and not on skin."""
+"""Tests for triage.core.quality on generated images: each reason fires on a crafted photo and not on skin."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from triage.quality import (
+from triage.core.quality import (
     MESSAGES,
     REASONS,
     QualityReport,

@@ -9,9 +9,8 @@ import pytest
 from conftest import REPO, add_grain, shared_photo
 
 from triage import __main__ as cli
-from triage.engine import Triage, TriageResult, with_answers
-from triage.outcomes import ANSWER_CAUTION, CANT_ASSESS, MILIA, OUTCOMES, REFER
-from triage.red_flags import (
+from triage.core.outcomes import ANSWER_CAUTION, CANT_ASSESS, MILIA, OUTCOMES, REFER
+from triage.core.red_flags import (
     EMERGENCY_LINE,
     NO,
     NOT_SURE,
@@ -22,6 +21,7 @@ from triage.red_flags import (
     check_answers,
     parse_flags,
 )
+from triage.inference.engine import Triage, TriageResult, with_answers
 
 ALL_OUTCOMES = [*OUTCOMES, CANT_ASSESS]
 KEYS = [f.key for f in RED_FLAGS]
@@ -206,7 +206,7 @@ def test_api_unknown_flag_is_a_plain_error_and_the_photo_is_still_deleted(api, a
 
 @pytest.fixture(scope="module")
 def tiny_app(tiny_model):
-    from triage.app import build_app
+    from triage.app.layout import build_app
 
     return build_app(Triage.load(tiny_model))
 
@@ -220,14 +220,14 @@ def flag_values(**answers: str) -> list[str | None]:
 
 
 def photo_slots(path) -> list:
-    from triage.tap import MAX_PHOTOS
+    from triage.inference.tap import MAX_PHOTOS
 
     return [{"path": str(path)}, None] + [None, None] * (MAX_PHOTOS - 1)
 
 
 @pytest.mark.parametrize("flag", RED_FLAGS, ids=lambda f: f.key)
 def test_client_tab_a_yes_gives_the_referral_card(tiny_app, spot, flag):
-    from triage.app import HEADLINES
+    from triage.app.layout import HEADLINES
 
     card, education = handler(tiny_app, "client")(*photo_slots(spot), *flag_values(**{flag.key: YES}))
     assert f"data-outcome='{REFER}'" in card and HEADLINES[REFER] in card
@@ -242,7 +242,7 @@ def test_client_tab_skipped_questions_change_nothing(tiny_app, tiny_model, spot)
 
 
 def test_therapist_tab_shows_the_answers_and_the_summary_lists_them(tiny_app, spot):
-    from triage.app import summary_html
+    from triage.app.layout import summary_html
 
     out = handler(tiny_app, "therapist")(*photo_slots(spot), *flag_values(changed=NOT_SURE, bleeding=YES))
     card, details, state = out[0], out[2], out[4]

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from triage.data import SPLITS, fingerprint
-from triage.outcomes import OUTCOMES
-from triage.sources import REGISTRY, load_source
+from triage.core.outcomes import OUTCOMES
+from triage.data.sources import REGISTRY, load_source
+from triage.data.splits import SPLITS, fingerprint
 
 pytestmark = pytest.mark.shared
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from triage.ship import MEASURED_BEGIN, MEASURED_END, loso_lines, recipe_summary, refresh_measured
+from triage.release.ship import MEASURED_BEGIN, MEASURED_END, loso_lines, recipe_summary, refresh_measured
 
 
 def test_refresh_replaces_only_the_measured_part_and_appends_it_once():

@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from triage.data import SPLITS, split_groups
-from triage.mosaic import mosaic_score
-from triage.outcomes import MILIA, OTHER, OUTCOMES, PUSTULE, REFER
-from triage.sources import (
+from triage.core.outcomes import MILIA, OTHER, OUTCOMES, PUSTULE, REFER
+from triage.data.mosaic import mosaic_score
+from triage.data.sources import (
     REGISTRY,
     CountMismatch,
     Record,
@@ -22,6 +21,7 @@ from triage.sources import (
     read_manifest,
     write_manifest,
 )
+from triage.data.splits import SPLITS, split_groups
 
 MOSAIC_THRESHOLD = 0.10  # what the data build uses for the multi-label acne source
 

@@ -14,10 +14,10 @@ from PIL import Image
 from test_app import assert_well_formed, is_sentence
 
 from triage.__main__ import main as cli
-from triage.app import PhotoAnswer, lead_answer, photo_answers_html
-from triage.engine import CROP_TOO_SMALL_MESSAGE, TAP_LOW_RES_MESSAGE, TAP_NOT_SKIN_MESSAGE, TriageResult
-from triage.outcomes import CANT_ASSESS, OUTCOMES
-from triage.tap import MAX_PHOTOS, POINT_FORMAT_MESSAGE, POINT_OUTSIDE_MESSAGE, TOO_MANY_PHOTOS_MESSAGE
+from triage.app.layout import PhotoAnswer, lead_answer, photo_answers_html
+from triage.core.outcomes import CANT_ASSESS, OUTCOMES
+from triage.inference.engine import CROP_TOO_SMALL_MESSAGE, TAP_LOW_RES_MESSAGE, TAP_NOT_SKIN_MESSAGE, TriageResult
+from triage.inference.tap import MAX_PHOTOS, POINT_FORMAT_MESSAGE, POINT_OUTSIDE_MESSAGE, TOO_MANY_PHOTOS_MESSAGE
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
-"""Tap the spot, the pure parts (``triage.tap``, ``triage.combine``, ``triage.framed``): point parsing, point ->
-crop boxes (borders, small photos, EXIF-rotated photos) and the rule that combines the crops' answers."""
+"""Tap the spot, the pure parts (``triage.inference.tap``, ``triage.inference.combine``, ``triage.app.framed``):
+point parsing, point -> crop boxes (borders, small photos, EXIF-rotated photos) and the rule that combines the
+crops' answers."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import pytest
 from conftest import load_corpus_module
 from PIL import Image
 
-from triage.combine import CAUTIOUS, MEAN, combine_crop_probabilities
-from triage.decode import decode_upload
-from triage.framed import area_box, framed_thumbnail
-from triage.outcomes import OUTCOMES
-from triage.policy import Thresholds
-from triage.tap import (
+from triage.app.framed import area_box, framed_thumbnail
+from triage.core.outcomes import OUTCOMES
+from triage.core.policy import Thresholds
+from triage.inference.combine import CAUTIOUS, MEAN, combine_crop_probabilities
+from triage.inference.decode import decode_upload
+from triage.inference.tap import (
     MIN_CROP_SIDE,
     MIN_JUDGED_SIDE,
     POINT_FORMAT_MESSAGE,

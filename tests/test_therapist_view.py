@@ -15,10 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from triage.engine import TriageResult, decide_outcome
-from triage.outcomes import CANT_ASSESS, OUTCOMES
-from triage.policy import Thresholds
-from triage.therapist_view import (
+from triage.app.therapist_view import (
     PANEL_TITLE,
     decision_note,
     heatmap_html,
@@ -26,6 +23,9 @@ from triage.therapist_view import (
     probability_panel,
     summary_link_html,
 )
+from triage.core.outcomes import CANT_ASSESS, OUTCOMES
+from triage.core.policy import Thresholds
+from triage.inference.engine import TriageResult, decide_outcome
 
 THRESHOLDS = Thresholds(refer=0.12, abstain=0.65, refer_other=0.18)
 OOD_LIMIT = 30.0

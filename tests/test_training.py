@@ -10,7 +10,6 @@ checkpoint is served through ``python -m triage``.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import shutil
@@ -22,18 +21,19 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import load_script
 from PIL import Image
 
-from triage.data import build
-from triage.decode import decode_path
-from triage.engine import Triage
-from triage.models import BACKBONES
-from triage.outcomes import CANT_ASSESS, OUTCOMES
-from triage.policy import softmax
-from triage.preprocess import CANONICAL_SIZE, canonical_square
-from triage.sources import read_manifest
+from triage.core.outcomes import CANT_ASSESS, OUTCOMES
+from triage.core.policy import softmax
+from triage.core.preprocess import CANONICAL_SIZE, canonical_square
+from triage.core.transforms import eval_batch
+from triage.data.build import build
+from triage.data.sources import read_manifest
+from triage.inference.decode import decode_path
+from triage.inference.engine import Triage
+from triage.models.backbones import BACKBONES
 from triage.training import predict_logits
-from triage.transforms import eval_batch
 
 REPO = Path(__file__).resolve().parents[1]
 PER_OUTCOME = 12
@@ -75,10 +75,7 @@ def _textured(photo: Image.Image, seed: int, tint=(1.0, 1.0, 1.0)) -> Image.Imag
 
 
 def _train_main():
-    spec = importlib.util.spec_from_file_location("train_cli", REPO / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("train.py").main
 
 
 def _summary(run_dir: Path, tag: str = "model") -> list[dict]:
@@ -437,7 +434,7 @@ def test_cli_evaluate_judges_only_the_box_of_a_closeup_row(model_path, dataset, 
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "metrics.json").read_text())["n"] == 2
     # Evaluation judges the box: the same probabilities as the engine on the cropped photo, not the whole one.
-    from triage.evaluate import _predict_record
+    from triage.research.evaluate import _predict_record
 
     triage = Triage.load(model_path, threads=None)
     boxed = _predict_record(triage, records[0], gate=False).probabilities

@@ -1,7 +1,7 @@
 """Training levers: Shades-of-Grey colour constancy (training = serving), an EMA of the weights, exact resume.
 
 The runs here are tiny (64 px, 1-2 batches an epoch, random initial weights) on the generated dataset of
-:func:`triage.synthetic.write_tiny_dataset`, built by the real data build.
+:func:`triage.testing.synthetic.write_tiny_dataset`, built by the real data build.
 """
 
 from __future__ import annotations
@@ -15,13 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from triage.data import build
-from triage.decode import decode_path
-from triage.ema import WeightEMA, ema_decay_at
-from triage.engine import Triage
-from triage.models import BACKBONES
-from triage.policy import softmax
-from triage.preprocess import (
+from triage.core.policy import softmax
+from triage.core.preprocess import (
     CANONICAL_SIZE,
     SHADES_OF_GREY_P,
     canonical_square,
@@ -29,10 +24,15 @@ from triage.preprocess import (
     shades_of_grey,
     to_tensor_batch,
 )
-from triage.sources import read_manifest
-from triage.synthetic import cast_and_grain, synthetic_photo, write_tiny_dataset
+from triage.core.transforms import colour_of, eval_batch, resize_square
+from triage.data.build import build
+from triage.data.sources import read_manifest
+from triage.inference.decode import decode_path
+from triage.inference.engine import Triage
+from triage.models.backbones import BACKBONES
+from triage.testing.synthetic import cast_and_grain, synthetic_photo, write_tiny_dataset
 from triage.training import CachedImages, TrainConfig, load_splits, predict_logits, run, seed_everything, train_model
-from triage.transforms import colour_of, eval_batch, resize_square
+from triage.training.ema import WeightEMA, ema_decay_at
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "triage-mnv3s.pt"

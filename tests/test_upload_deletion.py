@@ -22,9 +22,9 @@ from conftest import PageCalls, add_grain, files_left_after, start_app
 from gradio_client import Client, handle_file
 from test_privacy import one_photo
 
-from triage import limits
-from triage.decode import UploadError
-from triage.upload_dir import GONE_MESSAGE, take_upload
+from triage.app.upload_dir import GONE_MESSAGE, take_upload
+from triage.inference import limits
+from triage.inference.decode import UploadError
 
 #: Seconds after the last answer by which the upload folder must be empty (the issue's bar).
 EMPTY_WITHIN_S = 5.0
@@ -119,7 +119,7 @@ def test_refused_uploads_leave_no_file_behind(app_server, tmp_path):
 
 
 def test_tabs_leave_no_file_behind_and_a_second_check_asks_for_the_photo(app_server, make_photo):
-    from triage.app import CHECKLIST
+    from triage.app.layout import CHECKLIST
 
     page = PageCalls(app_server.url)
     try:
@@ -147,7 +147,9 @@ def slow_app(tiny_model, tmp_path_factory, monkeypatch_module):
     work = tmp_path_factory.mktemp("timeout_app")
     site = work / "site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text("import triage.limits\ntriage.limits.REQUEST_TIMEOUT_S = 0.001\n")
+    (site / "sitecustomize.py").write_text(
+        "import triage.inference.limits\ntriage.inference.limits.REQUEST_TIMEOUT_S = 0.001\n"
+    )
     monkeypatch_module.setenv("PYTHONPATH", str(site))
     server = start_app(tiny_model, work)
     monkeypatch_module.delenv("PYTHONPATH")
@@ -185,7 +187,7 @@ def test_a_request_that_times_out_leaves_no_file_behind(slow_app, make_photo, tm
 
 
 def test_privacy_page_states_the_backstop_the_app_uses():
-    from triage.content_loader import page
+    from triage.app.content_loader import page
 
     minutes = (limits.UPLOAD_SWEEP_EVERY_S + limits.UNCHECKED_UPLOAD_MAX_AGE_S) / 60
     assert minutes == int(minutes)

@@ -1,6 +1,6 @@
 """The verified close-ups: a seeded subset of the close-up test set, each crop judged by eye.
 
-``results/verified_closeups.csv`` must stay the subset that ``triage.analysis.verification_sample`` draws
+``results/verified_closeups.csv`` must stay the subset that ``triage.research.closeups.verification_sample`` draws
 from ``models/closeup_test_manifest.csv`` (150 per outcome, more for ``VERIFY_CAPS``), with a valid verdict on
 every row; the crop a verdict was given on must be the crop ``evaluate`` scores (EXIF orientation applied, then
 the box).
@@ -9,16 +9,17 @@ the box).
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_script
 from PIL import Image
 
-from triage import analysis as A
-from triage.outcomes import OUTCOMES
-from triage.sources import read_manifest
+from triage.core.outcomes import OUTCOMES
+from triage.data.sources import read_manifest
+from triage.research import analysis as A
+from triage.research import closeups as C
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "models" / "closeup_test_manifest.csv"
@@ -33,26 +34,26 @@ def test_verdict_csv_is_the_seeded_subset_of_the_manifest():
     manifest, verified = A.read_rows(MANIFEST), A.read_rows(VERIFIED)
     assert list(verified[0]) == [*manifest[0], "verdict"]
     # Same rows, same order: the committed subset is the one the seed draws.
-    drawn = A.verification_sample(manifest, per_outcome=150, seed=A.VERIFY_SEED, caps=A.VERIFY_CAPS)
+    drawn = C.verification_sample(manifest, per_outcome=150, seed=C.VERIFY_SEED, caps=C.VERIFY_CAPS)
     assert _without_verdict(verified) == drawn
     per_outcome = {o: sum(r["label"] == o for r in verified) for o in OUTCOMES}
     available = {o: sum(r["label"] == o for r in manifest) for o in OUTCOMES}
-    assert per_outcome == {o: min(A.VERIFY_CAPS.get(o, 150), available[o]) for o in OUTCOMES}
+    assert per_outcome == {o: min(C.VERIFY_CAPS.get(o, 150), available[o]) for o in OUTCOMES}
     assert per_outcome["pustule"] > 150
 
 
 def test_the_enlarged_outcome_keeps_the_first_draw():
     """Verdicts given on the 150-per-outcome draw stay valid: the larger pustule draw holds every one of its rows."""
     manifest = A.read_rows(MANIFEST)
-    first = {id(r) for r in A.verification_sample(manifest, per_outcome=150, seed=A.VERIFY_SEED)}
-    enlarged = {id(r) for r in A.verification_sample(manifest, per_outcome=150, caps=A.VERIFY_CAPS)}
+    first = {id(r) for r in C.verification_sample(manifest, per_outcome=150, seed=C.VERIFY_SEED)}
+    enlarged = {id(r) for r in C.verification_sample(manifest, per_outcome=150, caps=C.VERIFY_CAPS)}
     assert first < enlarged
 
 
 def test_every_verdict_is_valid_and_some_crops_pass():
     rows = A.read_rows(VERIFIED)
-    assert {r["verdict"] for r in rows} <= set(A.VERDICTS)
-    counts = A.verified_counts(rows)
+    assert {r["verdict"] for r in rows} <= set(C.VERDICTS)
+    counts = C.verified_counts(rows)
     assert [c["outcome"] for c in counts] == list(OUTCOMES)
     assert all(c["n"] == c["yes"] + c["no"] + c["unsure"] for c in counts)
     assert all(c["yes"] > 0 for c in counts)
@@ -73,11 +74,11 @@ def _rows(counts: dict[str, int]) -> list[dict[str, str]]:
 
 def test_sample_caps_each_outcome_and_keeps_manifest_order():
     rows = _rows({"milia-like": 5, "pustule": 40, "other": 12, "refer-to-doctor": 0})
-    picked = A.verification_sample(rows, per_outcome=10, seed=3)
+    picked = C.verification_sample(rows, per_outcome=10, seed=3)
     assert [sum(r["label"] == o for r in picked) for o in OUTCOMES] == [5, 10, 10, 0]
     assert [rows.index(r) for r in picked] == sorted(rows.index(r) for r in picked)
-    assert A.verification_sample(rows, per_outcome=10, seed=3) == picked
-    assert A.verification_sample(rows, per_outcome=10, seed=4) != picked
+    assert C.verification_sample(rows, per_outcome=10, seed=3) == picked
+    assert C.verification_sample(rows, per_outcome=10, seed=4) != picked
 
 
 def test_one_outcomes_sample_does_not_move_when_another_outcome_grows():
@@ -85,7 +86,7 @@ def test_one_outcomes_sample_does_not_move_when_another_outcome_grows():
     grown = _rows({"milia-like": 30, "pustule": 90, "other": 30, "refer-to-doctor": 30})
 
     def paths(rows, outcome):
-        return [r["path"] for r in A.verification_sample(rows, per_outcome=10) if r["label"] == outcome]
+        return [r["path"] for r in C.verification_sample(rows, per_outcome=10) if r["label"] == outcome]
 
     assert paths(small, "other") == paths(grown, "other")
     assert paths(small, "pustule") != paths(grown, "pustule")
@@ -95,7 +96,7 @@ def test_a_raised_cap_adds_rows_to_one_outcome_and_keeps_the_smaller_draws():
     rows = _rows({"milia-like": 30, "pustule": 90, "other": 30, "refer-to-doctor": 30})
 
     def draw(**caps):
-        return A.verification_sample(rows, per_outcome=10, seed=5, caps=caps)
+        return C.verification_sample(rows, per_outcome=10, seed=5, caps=caps)
 
     def by_outcome(picked, outcome):
         return {r["path"] for r in picked if r["label"] == outcome}
@@ -112,7 +113,7 @@ def test_a_raised_cap_adds_rows_to_one_outcome_and_keeps_the_smaller_draws():
 @pytest.mark.parametrize("caps", [{"pustule": 5}, {"acne": 20}])
 def test_caps_below_the_first_draw_or_for_unknown_outcomes_are_refused(caps):
     with pytest.raises(ValueError):
-        A.verification_sample(_rows({"pustule": 30}), per_outcome=10, caps=caps)
+        C.verification_sample(_rows({"pustule": 30}), per_outcome=10, caps=caps)
 
 
 def test_closeup_crop_applies_exif_orientation_before_the_box(tmp_path):
@@ -127,14 +128,14 @@ def test_closeup_crop_applies_exif_orientation_before_the_box(tmp_path):
     Image.fromarray(stored).save(path, quality=95, exif=exif)
     manifest = tmp_path / "m.csv"
     manifest.write_text('path,label,box\nturned.jpg,pustule,"10,10,190,190"\nturned.jpg,pustule,"10,210,190,390"\n')
-    top, bottom = (A.closeup_crop(r) for r in read_manifest(manifest))
+    top, bottom = (C.closeup_crop(r) for r in read_manifest(manifest))
     assert top.size == bottom.size == (180, 180)
     assert np.asarray(top).mean((0, 1))[0] > 150 and np.asarray(bottom).mean((0, 1))[2] > 150
 
 
 def test_contact_sheet_lays_out_numbered_tiles():
     crops = [Image.new("RGB", (40, 30), (200, 150, 120)) for _ in range(7)]
-    sheet = A.contact_sheet(crops, list(range(1, 8)), ncols=5, tile=100)
+    sheet = C.contact_sheet(crops, list(range(1, 8)), ncols=5, tile=100)
     assert sheet.size == (5 * 104 + 4, 2 * 104 + 4)
     tile = np.asarray(sheet)[4:104, 4:104]
     assert (tile == (200, 150, 120)).all(-1).mean() > 0.7  # the crop fills the tile around its number
@@ -156,10 +157,7 @@ def test_template_command_writes_the_same_subset(tmp_path):
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("verify_closeups", REPO / "scripts" / "verify_closeups.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
+    return load_script("scripts/verify_closeups.py")
 
 
 def test_extend_keeps_every_verdict_and_adds_the_new_rows_unjudged(tmp_path):
@@ -179,7 +177,7 @@ def test_extend_keeps_every_verdict_and_adds_the_new_rows_unjudged(tmp_path):
     ]
     judged = [r for r in extended if r["verdict"]]
     assert judged == given  # every verdict kept, on its row, in the same order
-    assert len(extended) - len(judged) == A.VERIFY_CAPS["pustule"] - 150
+    assert len(extended) - len(judged) == C.VERIFY_CAPS["pustule"] - 150
     assert {r["label"] for r in extended if not r["verdict"]} == {"pustule"}
     with pytest.raises(SystemExit):  # a draw that would drop judged rows is refused
         script.main(["extend", "--out", str(out), "--seed", "1"])

@@ -7,14 +7,29 @@ import json
 import logging
 import sys
 
-from triage.decode import UploadError
-from triage.engine import DEFAULT_MODEL, ModelLoadError, Triage, combine_results, with_answers
-from triage.red_flags import RED_FLAGS, FlagError, parse_flags
-from triage.tap import MAX_PHOTOS, TOO_MANY_PHOTOS_MESSAGE, PointError, parse_point
+from triage.core.red_flags import RED_FLAGS, FlagError, parse_flags
+from triage.inference.decode import UploadError
+from triage.inference.engine import DEFAULT_MODEL, ModelLoadError, Triage, combine_results, with_answers
+from triage.inference.tap import MAX_PHOTOS, TOO_MANY_PHOTOS_MESSAGE, PointError, parse_point
+
+#: What ``evaluate`` prints (all of it is in ``metrics.json``).
+EVALUATE_SUMMARY = (
+    "n",
+    "balanced_accuracy",
+    "refer_sensitivity",
+    "benign_usefulness",
+    "unsafe_miss_rate",
+    "refer_auc",
+    "refer_auc_ci95",
+    "useful_at_95",
+    "useful_at_95_ci95",
+    "ece",
+    "decline_rate",
+)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments and run a sub-command."""
+def get_args_parser() -> argparse.ArgumentParser:
+    """The parser of ``predict``, ``evaluate`` and ``export``."""
     p = argparse.ArgumentParser(
         prog="python -m triage", description="Skin-photo triage (educational only, not a medical opinion)."
     )
@@ -62,14 +77,19 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--out", required=True, help="the file to write, e.g. models/triage-mnv3s.onnx")
     ex.add_argument("--opset", type=int, default=18)
     ex.add_argument("--no-check", action="store_true", help="skip the PyTorch / ONNX Runtime comparison")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments and run a sub-command."""
+    args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.cmd == "export":
         return _export(args)
     try:
         if args.cmd == "predict" and args.backend == "onnx":
             # Imported here: ONNX Runtime is optional, and the PyTorch path must not need it.
-            from triage.onnx_engine import OnnxTriage
+            from triage.inference.onnx_engine import OnnxTriage
 
             triage = OnnxTriage.load(args.model or DEFAULT_MODEL.with_suffix(".onnx"))
         else:
@@ -78,31 +98,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.cmd == "evaluate":
-        from triage.evaluate import evaluate
+        return _evaluate(triage, args)
+    return _predict(triage, args)
 
-        m = evaluate(triage, args.manifest, args.out, gate=not args.no_gate, bootstrap=args.bootstrap)
-        print(
-            json.dumps(
-                {
-                    k: m[k]
-                    for k in (
-                        "n",
-                        "balanced_accuracy",
-                        "refer_sensitivity",
-                        "benign_usefulness",
-                        "unsafe_miss_rate",
-                        "refer_auc",
-                        "refer_auc_ci95",
-                        "useful_at_95",
-                        "useful_at_95_ci95",
-                        "ece",
-                        "decline_rate",
-                    )
-                },
-                indent=1,
-            )
-        )
-        return 0
+
+def _evaluate(triage: Triage, args: argparse.Namespace) -> int:
+    """``evaluate``: write metrics.json, report.md and predictions.csv; print the headline numbers."""
+    from triage.research.evaluate import evaluate  # research code: loaded only for this command
+
+    m = evaluate(triage, args.manifest, args.out, gate=not args.no_gate, bootstrap=args.bootstrap)
+    print(json.dumps({k: m[k] for k in EVALUATE_SUMMARY}, indent=1))
+    return 0
+
+
+def _predict(triage: Triage, args: argparse.Namespace) -> int:
+    """``predict``: judge each photo (around its point, if given), apply the answers, print text or JSON."""
     from tqdm import tqdm
 
     if len(args.point) > len(args.photos):
@@ -146,25 +156,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
-        for r in rows:
-            if "error" in r:
-                print(f"{r['file']}: not checked - {r['error']}")
-            elif "combined" in r:
-                print(f"combined: {r['combined']['outcome']}")
-            else:
-                probs = ", ".join(f"{k} {v:.2f}" for k, v in (r["probabilities"] or {}).items())
-                print(
-                    f"{r['file']}: {r['outcome']}"
-                    + (f" (around the spot at {r['point'][0]:.2f},{r['point'][1]:.2f})" if r.get("point") else "")
-                    + (f" ({probs})" if probs else "")
-                    + "".join(f"\n  - {s}" for s in r["reasons"])
-                )
+        print("\n".join(_text_line(r) for r in rows))
     return 0
+
+
+def _text_line(r: dict) -> str:
+    """One row of ``predict``'s plain-text output."""
+    if "error" in r:
+        return f"{r['file']}: not checked - {r['error']}"
+    if "combined" in r:
+        return f"combined: {r['combined']['outcome']}"
+    probs = ", ".join(f"{k} {v:.2f}" for k, v in (r["probabilities"] or {}).items())
+    return (
+        f"{r['file']}: {r['outcome']}"
+        + (f" (around the spot at {r['point'][0]:.2f},{r['point'][1]:.2f})" if r.get("point") else "")
+        + (f" ({probs})" if probs else "")
+        + "".join(f"\n  - {s}" for s in r["reasons"])
+    )
 
 
 def _export(args: argparse.Namespace) -> int:
     """``export``: write the ONNX file and print a JSON summary (with the PyTorch comparison)."""
-    from triage.export import export_onnx
+    from triage.release.export import export_onnx
 
     try:
         summary = export_onnx(args.checkpoint, args.out, opset=args.opset, check=not args.no_check)

@@ -1,0 +1,246 @@
+"""Lesion-centred crops: which photos may give them, and the crop cache the data build writes.
+
+A crop inherits its photo's outcome only where the photo's label describes *each spot* in it (a milia photo,
+a pustular-acne photo, a photo of one mole or one carcinoma). Labels about a whole area (eczema, rosacea,
+psoriasis, viral rashes spread over a region) keep whole-photo training only. Dermoscopic sources are already
+single-lesion close-ups and are not cropped. Refer-to-doctor lesions are cropped too, so that the model also
+sees close-ups of spots a doctor must see and never learns "a single spot filling the frame means benign".
+
+Outputs (beside the build's ``manifest.csv``):
+
+* ``crops_<size>.npy`` - canonical squares of every crop;
+* ``crops.csv`` - one row per crop: the parent's cache row, split, outcome, source, group, skin type, and the
+  spot (centre, radius, kind) and scale it was cut at.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from triage.core.preprocess import CANONICAL_SIZE, canonical_square, crop_bottom
+from triage.data.labels import EXCLUDE, load_label_map
+from triage.data.lesions import KINDS_FOR_OUTCOME, find_spots, spot_crops
+
+#: Sources whose photos are dermoscopic: one lesion already fills the frame.
+DERMOSCOPIC = {"ham10000", "isic9"}
+
+#: Labels whose every spot carries the label (beyond milia-like and pustule labels, which all do).
+SPOT_LABELS: dict[str, set[str]] = {
+    "ascid": {"Keratosis", "Carcinoma"},
+    "fitzpatrick17k": {
+        "seborrheic keratosis",
+        "keloid",
+        "dermatofibroma",
+        "melanoma",
+        "malignant melanoma",
+        "superficial spreading melanoma ssm",
+        "basal cell carcinoma",
+        "basal cell carcinoma morpheiform",
+        "squamous cell carcinoma",
+        "kaposi sarcoma",
+        "pyogenic granuloma",
+        "actinic keratosis",
+        "prurigo nodularis",
+    },
+    "roboflow_acne": {
+        "Blackhead",
+        "Flat_wart",
+        "Keloid",
+        "Cystic",
+        "Sebo-crystan-conglo",
+        "Crystanlline",
+        "Conglobata",
+    },
+    "msld_v2": {"Chickenpox", "Cowpox", "HFMD"},  # each vesicle is the disease's lesion
+}
+
+#: DermNet topics (by words in their names) that show discrete lesions rather than a whole area.
+DERMNET_SPOT_WORDS = (
+    "naevus",
+    "nevus",
+    "angioma",
+    "venous lake",
+    "lentigo",
+    "dermatofibroma",
+    "cyst",
+    "keloid",
+    "sebaceous hyperplasia",
+    "keratosis pilaris",
+    "dermatosis papulosa nigra",
+    "melanoma",
+    "carcinoma",
+    "keratoacanthoma",
+    "actinic keratosis",
+    "molluscum",
+    "herpes simplex",
+    "boil",
+    "cutaneous horn",
+    "kaposi",
+    "pyogenic granuloma",
+    "pilomatricoma",
+    "angiofibroma",
+    "mastocytoma",
+    "glomus",
+    "orf",
+    "wart",
+)
+#: Words that make a DermNet topic a whole-area one even if a spot word matches (e.g. "naevus flammeus").
+DERMNET_AREA_WORDS = ("flammeus", "syndrome", "of ota", "anaemicus", "depigmentosus", "epidermal", "congenital")
+
+
+def label_describes_spots(source: str, label: str, outcome: str) -> bool:
+    """Whether each spot in a photo with this source label carries the label."""
+    if source in DERMOSCOPIC:
+        return False
+    if outcome in ("milia-like", "pustule"):
+        return True
+    if source == "dermnet_nz":
+        low = label.lower()
+        return any(w in low for w in DERMNET_SPOT_WORDS) and not any(w in low for w in DERMNET_AREA_WORDS)
+    return label in SPOT_LABELS.get(source, set())
+
+
+def crop_eligible(source: str, labels: list[str], outcome: str, rules: dict | None = None) -> bool:
+    """A photo gives crops when every label that has a target maps to its outcome and describes spots.
+
+    A multi-label photo whose labels point at different outcomes (say pustules and blackheads) gives none:
+    a crop around one of its spots could be of either. Photos of an unregistered source (labelled with
+    outcomes directly) give crops when they are milia-like or pustule.
+    """
+    rules = load_label_map() if rules is None else rules
+    if not any((source, lab) in rules for lab in labels):
+        # A manifest or ImageFolder source (a clinic's own photos): its labels are outcomes, and only the
+        # spot-type outcomes can be trusted to describe each spot.
+        return outcome in ("milia-like", "pustule")
+    targeted = [lab for lab in labels if (rule := rules.get((source, lab))) is not None and rule.outcome != EXCLUDE]
+    if not targeted:
+        return False
+    return all(
+        rules[(source, lab)].outcome == outcome and label_describes_spots(source, lab, outcome) for lab in targeted
+    )
+
+
+def crops_for_image(path: str, crop_share: float, outcome: str, max_spots: int = 3) -> list[tuple[dict, np.ndarray]]:
+    """Find spots in one photo and cut canonical-square crops around them; never raises for bad files."""
+    try:
+        with Image.open(path) as im:
+            image = crop_bottom(im.convert("RGB"), crop_share)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return []
+    spots = find_spots(np.asarray(image), kinds=KINDS_FOR_OUTCOME[outcome], max_spots=max_spots)
+    out = []
+    for spot, k, box in spot_crops(image, spots):
+        info = {
+            "x": round(spot.x, 1),
+            "y": round(spot.y, 1),
+            "radius": round(spot.radius, 1),
+            "kind": spot.kind,
+            "scale": k,
+            "box": ",".join(map(str, box)),
+        }
+        out.append((info, canonical_square(image.crop(box), CANONICAL_SIZE)))
+    return out
+
+
+def _job(args: tuple) -> list[tuple[dict, np.ndarray]]:
+    return crops_for_image(*args)
+
+
+CROP_COLUMNS = [
+    "crop_row",
+    "cache_row",
+    "split",
+    "label",
+    "source",
+    "source_labels",
+    "group",
+    "fitzpatrick",
+    "x",
+    "y",
+    "radius",
+    "kind",
+    "scale",
+    "box",
+]
+
+
+def build_crops(parents: list[dict], out: Path, workers: int = 2) -> dict:
+    """Cut crops for the eligible photos and write ``crops.csv`` and ``crops_<size>.npy`` into ``out``.
+
+    Args:
+        parents: one dict per kept photo with ``path``, ``crop_bottom``, ``cache_row``, ``split``, ``label``,
+            ``source``, ``source_labels`` (list), ``group`` and ``fitzpatrick``.
+        out: the build folder.
+        workers: processes for detection.
+
+    Returns:
+        counts for the data card: photos cropped and crops per outcome, source and split.
+    """
+    rules = load_label_map()
+    chosen = [p for p in parents if crop_eligible(p["source"], p["source_labels"], p["label"], rules)]
+    jobs = [(str(p["path"]), p["crop_bottom"], p["label"]) for p in chosen]
+    if workers <= 1:
+        results = [_job(j) for j in tqdm(jobs, desc="crops", unit="img")]
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(tqdm(pool.map(_job, jobs, chunksize=16), total=len(jobs), desc="crops", unit="img"))
+    n = sum(len(r) for r in results)
+    arr = np.lib.format.open_memmap(
+        out / f"crops_{CANONICAL_SIZE}.npy", mode="w+", dtype=np.uint8, shape=(n, CANONICAL_SIZE, CANONICAL_SIZE, 3)
+    )
+    counts: dict = defaultdict(lambda: defaultdict(Counter))
+    photos = Counter()
+    row = 0
+    with open(out / "crops.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=CROP_COLUMNS)
+        w.writeheader()
+        for p, res in zip(chosen, results, strict=True):
+            if res:
+                photos[p["split"]] += 1
+            for info, square in res:
+                arr[row] = square
+                w.writerow(
+                    {
+                        "crop_row": row,
+                        "cache_row": p["cache_row"],
+                        "split": p["split"],
+                        "label": p["label"],
+                        "source": p["source"],
+                        "source_labels": ";".join(p["source_labels"]),
+                        "group": p["group"],
+                        "fitzpatrick": p["fitzpatrick"],
+                        **info,
+                    }
+                )
+                counts[p["label"]][p["source"]][p["split"]] += 1
+                row += 1
+    arr.flush()
+    del arr
+    return {
+        "eligible_photos": len(chosen),
+        "photos_with_crops": dict(photos),
+        "crops": n,
+        "per_outcome_source_split": {o: {s: dict(c) for s, c in v.items()} for o, v in counts.items()},
+    }
+
+
+def read_crop_rows(data_dir: Path) -> list[dict]:
+    """The rows of ``crops.csv`` (empty for a build without crops)."""
+    csv_path = Path(data_dir) / "crops.csv"
+    if not csv_path.exists():
+        return []
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def open_crop_cache(data_dir: Path) -> np.ndarray | None:
+    """The crop cache, memory-mapped (``None`` for a build without crops)."""
+    path = Path(data_dir) / f"crops_{CANONICAL_SIZE}.npy"
+    return np.load(path, mmap_mode="r") if path.exists() else None

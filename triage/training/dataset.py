@@ -1,0 +1,138 @@
+"""The built data as arrays: splits read from the build folder, and the cached-image dataset."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from triage.core.outcomes import OUTCOMES
+from triage.core.preprocess import CANONICAL_SIZE, colour_constancy
+from triage.data.crops import read_crop_rows
+from triage.data.diagnoses import diagnosis_key
+
+
+@dataclass
+class Split:
+    """One split's rows, as arrays (``rows`` index the photo cache, or the crop cache for a close-up set)."""
+
+    rows: np.ndarray
+    y: np.ndarray
+    source: np.ndarray
+    fitz: np.ndarray
+    group: np.ndarray
+    parent: np.ndarray | None = None  # close-up sets: the photo-cache row each crop was cut from
+    diagnosis: np.ndarray | None = None  # triage.data.diagnoses.diagnosis_key of each row
+
+    def subset(self, keep: np.ndarray) -> Split:
+        """The rows where ``keep`` is true."""
+        return Split(
+            *(getattr(self, f)[keep] for f in ("rows", "y", "source", "fitz", "group")),
+            parent=None if self.parent is None else self.parent[keep],
+            diagnosis=None if self.diagnosis is None else self.diagnosis[keep],
+        )
+
+
+def _split_from_rows(rows: list[dict], row_key: str) -> Split:
+    def col(key, conv=str):
+        return np.asarray([conv(r[key]) for r in rows])
+
+    if not rows:
+        empty = np.zeros(0, dtype=int)
+        none = np.zeros(0, dtype=str)
+        return Split(empty, empty, none, empty, none, parent=empty, diagnosis=none)
+    return Split(
+        col(row_key, int),
+        np.asarray([OUTCOMES.index(r["label"]) for r in rows]),
+        col("source"),
+        col("fitzpatrick", int),
+        col("group"),
+        parent=col("cache_row", int),
+        diagnosis=np.asarray([diagnosis_key(r["source"], r["source_labels"]) for r in rows]),
+    )
+
+
+def load_splits(data_dir: Path, holdout_source: str = "") -> tuple[np.ndarray, dict[str, Split], str]:
+    """Load the image cache (memory-mapped), the splits and the data fingerprint.
+
+    Besides ``train``, ``val`` and ``test``, the dict holds the close-up sets ``train_crops``, ``val_crops``
+    and ``test_crops`` (empty when the build cut no lesion-centred crops; their ``rows`` index the crop cache,
+    :func:`triage.data.crops.open_crop_cache`), and with ``holdout_source`` also ``holdout`` (every photo of that
+    source, whatever its split) and ``holdout_crops``, while the other sets lose that source.
+    """
+    cache = np.load(data_dir / f"cache_{CANONICAL_SIZE}.npy", mmap_mode="r")
+    with open(data_dir / "manifest.csv", newline="") as fh:
+        photos = list(csv.DictReader(fh))
+    crop_rows = read_crop_rows(data_dir)
+    splits: dict = {}
+    for name, rows, key in (("", photos, "cache_row"), ("_crops", crop_rows, "crop_row")):
+        if holdout_source:
+            splits[f"holdout{name}"] = _split_from_rows([r for r in rows if r["source"] == holdout_source], key)
+            rows = [r for r in rows if r["source"] != holdout_source]
+        for sp in ("train", "val", "test"):
+            splits[f"{sp}{name}"] = _split_from_rows([r for r in rows if r["split"] == sp], key)
+    fp = (data_dir / "fingerprint.txt").read_text().strip()
+    return cache, splits, fp
+
+
+class CachedImages(Dataset):
+    """Canonical squares from the cache, augmented for training.
+
+    With ``crops`` (a crop cache, the rows of each photo's lesion-centred crops and a share ``crop_p``),
+    a draw of a photo that has crops is replaced, ``crop_p`` of the time, by one of its crops picked at
+    random, augmented by ``crop_transform`` (which must not zoom in further: the crop already frames the spot).
+    ``labels`` replaces the outcome targets (``split.y``), e.g. by diagnosis classes. ``colour``: the colour
+    constancy applied to each augmented image (:func:`triage.core.preprocess.colour_constancy`), as serving does.
+    """
+
+    def __init__(
+        self,
+        cache: np.ndarray,
+        split: Split,
+        transform,
+        mean,
+        std,
+        crops: tuple[np.ndarray, list[np.ndarray], float, object] | None = None,
+        labels: np.ndarray | None = None,
+        colour: str = "none",
+    ) -> None:
+        self.cache, self.split, self.transform, self.colour = cache, split, transform, colour
+        self.labels = split.y if labels is None else labels
+        self.mean = torch.tensor(mean).view(3, 1, 1)
+        self.std = torch.tensor(std).view(3, 1, 1)
+        self.crops = crops
+
+    def __len__(self) -> int:
+        return len(self.split.rows)
+
+    def __getitem__(self, i: int):
+        image, tf = None, self.transform
+        if self.crops is not None:
+            crop_cache, crop_rows_of, crop_p, crop_tf = self.crops
+            options = crop_rows_of[i]
+            # np.random is seeded per loader worker (worker_init_fn), so this is reproducible.
+            if len(options) and np.random.random() < crop_p:
+                image, tf = np.asarray(crop_cache[options[np.random.randint(len(options))]]), crop_tf
+        if image is None:
+            image = np.asarray(self.cache[self.split.rows[i]])
+        # After augmentation: the camera-like casts it draws are what colour constancy must undo.
+        img = colour_constancy(tf(image=image)["image"], self.colour)
+        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
+        return (x - self.mean) / self.std, int(self.labels[i])
+
+
+def images_for(set_name: str, cache: np.ndarray, crop_cache: np.ndarray | None) -> np.ndarray | None:
+    """The array a set's ``rows`` index: the crop cache for close-up sets (``*_crops``), else the photo cache."""
+    return crop_cache if set_name.endswith("_crops") else cache
+
+
+def crops_by_photo(split: Split, crops: Split) -> list[np.ndarray]:
+    """For each photo of ``split``, the crop-cache rows of its crops (empty where it has none)."""
+    by_parent: dict[int, list[int]] = {}
+    for row, parent in zip(crops.rows.tolist(), crops.parent.tolist(), strict=True):
+        by_parent.setdefault(parent, []).append(row)
+    return [np.asarray(by_parent.get(r, []), dtype=int) for r in split.rows.tolist()]

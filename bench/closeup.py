@@ -24,7 +24,6 @@ verdict is yes.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from pathlib import Path
@@ -35,10 +34,9 @@ import torch
 from triage.core import metrics as M
 from triage.core.policy import Thresholds, choose_thresholds, decide, softmax
 from triage.core.transforms import colour_of
-from triage.data.crops import open_crop_cache, read_crop_rows
-from triage.data.sources import parse_box, read_manifest
+from triage.data.crops import open_crop_cache
 from triage.inference.engine import Triage
-from triage.research.evaluate import verified_mask
+from triage.research.closeups import verified_crop_positions
 from triage.training import images_for, load_splits, predict_logits
 
 SETS = ("val", "val_crops", "test", "test_crops")
@@ -54,25 +52,6 @@ def measure(probs: np.ndarray, y: np.ndarray, t: Thresholds) -> dict:
 def ranking(probs: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict:
     """The threshold-free numbers of one set: AUC and usefulness at refer sensitivity 0.95, with intervals."""
     return M.ranking(probs, y) | M.ranking_cis(probs, y, groups=groups)
-
-
-def verified_positions(verified_csv: Path, data: Path) -> np.ndarray:
-    """Which crops of the close-up test set (in ``test_crops`` order) were checked by eye and kept (verdict yes).
-
-    A verdict row names its crop by photo path and box, as ``models/closeup_test_manifest.csv`` does.
-    """
-    keep = verified_mask(verified_csv)
-    if keep is None:
-        raise SystemExit(f"{verified_csv} has no verdict column")
-    records = read_manifest(verified_csv)
-    wanted = {(r.path.resolve(), r.box) for r, k in zip(records, keep, strict=True) if k}
-    with open(data / "manifest.csv", newline="", encoding="utf-8") as fh:
-        path_of = {r["cache_row"]: r["path"] for r in csv.DictReader(fh)}
-    crops = [c for c in read_crop_rows(data) if c["split"] == "test"]
-    found = np.array([(Path(path_of[c["cache_row"]]).resolve(), parse_box(c["box"])) in wanted for c in crops])
-    if found.sum() != len(wanted):
-        raise SystemExit(f"{len(wanted) - found.sum()} verified crops are not in this build's close-up test set")
-    return found
 
 
 def main() -> None:
@@ -107,7 +86,7 @@ def main() -> None:
     )
     sets = {name: (probs[name], splits[name]) for name in SETS}
     if Path(args.verified).exists():
-        keep = verified_positions(Path(args.verified), Path(args.data))
+        keep = verified_crop_positions(Path(args.verified), Path(args.data))
         sets["test_crops_verified"] = (probs["test_crops"][keep], splits["test_crops"].subset(keep))
     out: dict = {"checkpoint": args.checkpoint, "version": triage.version, "data_fingerprint": fingerprint}
     out["ranking"] = {name: ranking(p, split.y, split.group) for name, (p, split) in sets.items()}

@@ -3,6 +3,7 @@ counts of the verdicts (``results/verified_closeups.csv``, ``scripts/verify_clos
 
 from __future__ import annotations
 
+import csv
 from collections import Counter
 from pathlib import Path
 
@@ -11,8 +12,13 @@ from PIL import Image, ImageDraw, ImageFont
 
 from triage.core.outcomes import OUTCOMES
 from triage.core.preprocess import canonical_square
+from triage.data.crops import read_crop_rows
+from triage.data.sources import parse_box, read_manifest
 from triage.research.analysis import read_rows
-from triage.research.evaluate import closeup_crop  # the crop evaluate judges, shown on the contact sheets
+from triage.research.evaluate import (  # the crop evaluate judges, shown on the contact sheets
+    closeup_crop,
+    verified_mask,
+)
 
 # -- verified close-ups ----------------------------------------------------------------------------
 
@@ -113,3 +119,22 @@ def verified_sheet(
     if not picked:
         return None
     return contact_sheet([closeup_crop(records[i]) for i in picked], [i + 1 for i in picked], tile=tile)
+
+
+def verified_crop_positions(verified_csv: Path, data: Path) -> np.ndarray:
+    """Which crops of the close-up test set (in ``test_crops`` order) were checked by eye and kept (verdict yes).
+
+    A verdict row names its crop by photo path and box, as ``models/closeup_test_manifest.csv`` does.
+    """
+    keep = verified_mask(verified_csv)
+    if keep is None:
+        raise SystemExit(f"{verified_csv} has no verdict column")
+    records = read_manifest(verified_csv)
+    wanted = {(r.path.resolve(), r.box) for r, k in zip(records, keep, strict=True) if k}
+    with open(data / "manifest.csv", newline="", encoding="utf-8") as fh:
+        path_of = {r["cache_row"]: r["path"] for r in csv.DictReader(fh)}
+    crops = [c for c in read_crop_rows(data) if c["split"] == "test"]
+    found = np.array([(Path(path_of[c["cache_row"]]).resolve(), parse_box(c["box"])) in wanted for c in crops])
+    if found.sum() != len(wanted):
+        raise SystemExit(f"{len(wanted) - found.sum()} verified crops are not in this build's close-up test set")
+    return found

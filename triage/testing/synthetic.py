@@ -174,6 +174,7 @@ def write_tiny_checkpoint(
     temperature: float = 1.7,
     seed: int = 0,
     diagnosis_outcomes: list[int] | None = None,
+    data_fingerprint: str = "0" * 64,
 ) -> Path:
     """Save a random-weight but complete checkpoint (temperature, thresholds, OOD state) and its ``.sha256``.
 
@@ -222,7 +223,7 @@ def write_tiny_checkpoint(
         temperature=temperature,
         refer_threshold=0.4,
         abstain_threshold=0.3,
-        data_fingerprint="0" * 64,
+        data_fingerprint=data_fingerprint,
         ood=fit_ood(f[:16], y[:16], f[16:], 0.95),
         dropout=0.2,
         train_config={"arch": arch, "image_size": image_size, "seed": seed},

@@ -3,7 +3,7 @@
 Usage:
     python bench/fuzz_decode.py [--runs 20000] [--seed 1] [--engine atheris|builtin] [--out results/fuzz.json]
 
-Seeds are the corpus of ``scripts/make_corpus.py`` (without the 108 MP JPEG, which only slows mutation down).
+Seeds are the corpus of ``triage.testing.corpus`` (without the 108 MP JPEG, which only slows mutation down).
 Every input must end as a clean photo or an ``UploadError`` with a sentence; anything else is a finding:
 
 * another exception escaping ``decode_upload`` or the quality checks (a traceback the person would see);
@@ -19,7 +19,7 @@ extra; the test suite uses it for its smoke run. Both repair PNG chunk CRCs on h
 or Pillow would refuse nearly all of them at the first CRC check and the deeper code would go untested.
 
 Findings are written to ``--findings`` (default ``artifacts/fuzz``, git-ignored); once fixed, add each as a
-case in ``scripts/make_corpus.py`` so the suite replays it. The JSON summary goes to ``--out``.
+case in ``triage/testing/corpus.py`` so the suite replays it. The JSON summary goes to ``--out``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ traceback, never slower than :data:`PER_FILE_S`, and memory must stay bounded: t
 while the whole corpus goes through stays within :data:`MAX_RSS_GROWTH_MB` of where it started (a decoded
 30000x30000 PNG would need 2.7 GB, a fully decoded 12000x9000 JPEG 324 MB).
 
-The corpus comes from ``scripts/make_corpus.py`` (written once per module under ``tmp_path``, the 108 MP
+The corpus comes from ``triage.testing.corpus`` (written once per module under ``tmp_path``, the 108 MP
 JPEG included); the app is the real ``serve.py`` on the tiny test model (``app_server`` in conftest).
 """
 

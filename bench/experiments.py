@@ -109,6 +109,7 @@ EXPERIMENTS: dict[str, dict] = {
     **_rows("ranked-", FULL | RANKED, "8 epochs, {}", ["colour-off", "colour-on"], seeds=SEEDS),
     **_rows("ladder-", LADDER, "12 epochs, {}", ["mnv3s-224px-ema", "lite0-224px-ema", "lite2-260px-ema"], seeds=SEEDS),
     **_rows("long-", LONG, "20 epochs, {}", ["mnv3s-224px-ema"], seeds=SEEDS),
+    **_rows("long-", LONG, "20 epochs, leave-one-source-out, {}", ["mnv3s-224px-ema"], LOSO_SOURCES),
 }
 
 #: The ranking columns of each set (``<prefix>_refer_auc``, ``<prefix>_refer_auc_ci95``, ...); an interval is

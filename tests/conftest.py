@@ -105,13 +105,6 @@ def tiny_checkpoint_meta() -> dict:
     )  # fmt: skip
 
 
-def write_sha256(path: Path) -> None:
-    """Record ``path``'s sha256 in ``<path>.sha256`` as every checkpoint writer does."""
-    from triage.checkpoint import write_sha256 as record
-
-    record(path)
-
-
 def build_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
     """Save a randomly initialised but complete checkpoint (and its ``.sha256``) exactly as training does."""
     import torch

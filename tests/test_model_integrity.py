@@ -14,9 +14,9 @@ import pytest
 import torch
 from conftest import TINY_ARCH as ARCH
 from conftest import tiny_checkpoint_meta as _meta
-from conftest import write_sha256 as _write_sha
 
 from triage.checkpoint import save_checkpoint
+from triage.checkpoint import write_sha256 as _write_sha
 from triage.core.outcomes import OUTCOMES
 from triage.inference.engine import ModelLoadError, Triage
 from triage.models.backbones import build_model

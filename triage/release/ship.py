@@ -377,10 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     run = Path(args.run)
     models.mkdir(exist_ok=True)
     dest = models / f"{args.name}.pt"
-    read_checkpoint(run / "model.pt")  # only a checkpoint that matches its recorded sha256 is shipped
+    # Read (and verified against its recorded sha256) once: only a checkpoint that matches it is shipped.
+    meta = read_checkpoint(run / "model.pt")["meta"]
     shutil.copyfile(run / "model.pt", dest)
     sha = write_sha256(dest)
-    meta = read_checkpoint(dest)["meta"]
     report = json.loads((run / "metrics.json").read_text())
     cfg = json.loads(json.dumps(meta["train_config"]))
     n = write_split_manifest(cfg["data"], "test", models / "test_manifest.csv")

@@ -112,8 +112,6 @@ def verified_sheet(
 
     Tiles carry their row number in the verdict CSV (1 = first row after the header).
     """
-    from triage.data.sources import read_manifest
-
     rows, records = read_rows(csv_path), read_manifest(csv_path)
     picked = [i for i, r in enumerate(rows) if r["label"] == outcome and r["verdict"] == verdict][:limit]
     if not picked:

@@ -19,8 +19,10 @@ A manifest with a ``verdict`` column (the verified close-ups,
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -30,7 +32,9 @@ from triage.core.outcomes import CANT_ASSESS, OUTCOMES, REFER
 from triage.core.preprocess import crop_bottom
 from triage.data.sources import Record, read_manifest
 from triage.inference.decode import UploadError, decode_path
-from triage.inference.engine import Triage
+
+if TYPE_CHECKING:  # annotations only: cutting close-ups (the contact sheets) must not load torch
+    from triage.inference.engine import Triage
 
 
 def evaluate(triage: Triage, manifest: str | Path, out: str | Path, gate: bool = True, bootstrap: int = 1000) -> dict:
@@ -131,7 +135,13 @@ def _predict_record(triage: Triage, record: Record, gate: bool):
 def closeup_crop(record: Record):
     """The part of a close-up row's photo that is judged: decoded as uploads are (EXIF orientation applied),
     its source's watermark strip dropped, then cut to the row's box."""
-    return crop_bottom(decode_path(record.path).image, record.crop_bottom).crop(record.box)
+    return _judged_photo(record.path, record.crop_bottom).crop(record.box)
+
+
+@functools.lru_cache(maxsize=1)
+def _judged_photo(path: Path, share: float):
+    """One decoded photo, kept while its close-up rows (adjacent in a manifest) are cut: about 6 per photo."""
+    return crop_bottom(decode_path(path).image, share)
 
 
 def _plots(y, pred, probs, out: Path) -> None:

@@ -3,6 +3,7 @@
     python bench/experiments.py run screen-crops-off screen-crops-on   # train (resumable), then record
     python bench/experiments.py record screen-crops-on                  # re-read a finished run folder
     python bench/experiments.py table                                   # the README table (Markdown)
+    python bench/experiments.py run --threads 1 --workers 1 NAME &      # two runs side by side on 2 cores
 
 Every experiment is the shipped recipe (``configs/mobilenet_v3_small.yaml``) with a few fields changed
 (``EXPERIMENTS``), trained with ``train.py`` into ``runs/experiments/<name>``. A run interrupted by the end of a
@@ -155,13 +156,23 @@ def command(name: str) -> list[str]:
     return args
 
 
-def train(name: str) -> None:
+def compute_flags(threads: int | None, workers: int | None) -> list[str]:
+    """``train.py`` flags for the CPU share of a run; they change its speed, not its result, so rows omit them.
+
+    Two runs side by side on 2 cores should each get ``threads=1, workers=1``: the defaults (2 threads plus a
+    loader worker each) make them fight over the cores and both run slower than one after the other.
+    """
+    flags = [f"--threads={threads}"] if threads else []
+    return flags + ([f"--workers={workers}"] if workers is not None else [])
+
+
+def train(name: str, threads: int | None = None, workers: int | None = None) -> None:
     """Train one experiment, resuming its run folder when an earlier attempt stopped part-way."""
     run = ROOT / RUNS / name
     if (run / "metrics.json").exists():
         return
     args = [sys.executable, "train.py", "--resume", str(RUNS / name)] if (run / "config.yaml").exists() else None
-    subprocess.run(args or command(name), cwd=ROOT, check=True)
+    subprocess.run((args or command(name)) + compute_flags(threads, workers), cwd=ROOT, check=True)
 
 
 def row(name: str, timing: bool = True) -> dict:
@@ -276,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("action", choices=["run", "record", "table"])
     p.add_argument("names", nargs="*", help=f"experiments: {', '.join(EXPERIMENTS)}")
+    p.add_argument("--threads", type=int, help="run: torch threads per run (1 when two runs share 2 cores)")
+    p.add_argument("--workers", type=int, help="run: data-loader workers per run (1 when two runs share 2 cores)")
     args = p.parse_args(argv)
     unknown = set(args.names) - set(EXPERIMENTS)
     if unknown:
@@ -285,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for name in args.names:
         if args.action == "run":
-            train(name)
+            train(name, args.threads, args.workers)
         print(json.dumps(record([name])[name]))
     return 0
 

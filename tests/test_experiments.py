@@ -66,3 +66,12 @@ def test_rows_carry_the_ranking_with_intervals_and_older_runs_leave_it_empty(tmp
     lo, hi = s["refer_auc_ci95"]
     assert f"{s['refer_auc']} ({lo}–{hi})" in next(line for line in lines if "leave-one-source-out" in line)
     assert "| 3 | - | - |" in next(line for line in lines if line.startswith("| lesion-centred crops: on"))
+
+
+def test_compute_flags_reach_train_py_but_not_the_recorded_command():
+    exp = load_script("bench/experiments.py")
+    name = "long-mnv3s-224px-ema-seed1"
+    args = get_args_parser().parse_args(exp.command(name)[2:] + exp.compute_flags(1, 1))
+    assert (args.threads, args.workers) == (1, 1)
+    assert exp.compute_flags(None, None) == [] and exp.compute_flags(None, 0) == ["--workers=0"]
+    assert "--threads" not in " ".join(exp.command(name))

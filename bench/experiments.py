@@ -71,6 +71,11 @@ RECIPES: dict[str, tuple[str, dict]] = {
     "mnv3s-224px-ema": ("MobileNetV3-Small, 224 px, EMA", DIAGNOSES | {"image_size": 224} | EMA),
     "lite0-224px-ema": ("EfficientNet-Lite0, 224 px, EMA", DIAGNOSES | LITE0_224 | EMA),
     "lite2-260px-ema": ("EfficientNet-Lite2, 260 px, EMA", DIAGNOSES | LITE2_260 | EMA),
+    # Candidate crops of multi-outcome photos trained on their outcome set (needs a build that cut them).
+    "partial-labels-mnv3s-224px-ema": (
+        "MobileNetV3-Small, 224 px, EMA + partial labels",
+        DIAGNOSES | {"image_size": 224} | EMA | {"partial_labels": "true"},
+    ),
 }
 LOSO_SOURCES = ("roboflow_acne", "ascid", "fitzpatrick17k")
 FULL_LOSO_RECIPES = ["crops-off", "crops-on", "diagnoses-crops-on"]
@@ -111,6 +116,7 @@ EXPERIMENTS: dict[str, dict] = {
     **_rows("ladder-", LADDER, "12 epochs, {}", ["mnv3s-224px-ema", "lite0-224px-ema", "lite2-260px-ema"], seeds=SEEDS),
     **_rows("long-", LONG, "20 epochs, {}", ["mnv3s-224px-ema"], seeds=SEEDS),
     **_rows("long-", LONG, "20 epochs, leave-one-source-out, {}", ["mnv3s-224px-ema"], LOSO_SOURCES),
+    **_rows("", LONG, "20 epochs, {}", ["partial-labels-mnv3s-224px-ema"], seeds=SEEDS),
 }
 
 #: The ranking columns of each set (``<prefix>_refer_auc``, ``<prefix>_refer_auc_ci95``, ...); an interval is

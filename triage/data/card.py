@@ -143,4 +143,11 @@ def render_crops_section(crops: dict | None) -> list[str]:
     for o in OUTCOMES:
         for s, c in sorted(crops["per_outcome_source_split"].get(o, {}).items()):
             lines.append(f"| {o} | {s} | " + " | ".join(str(c.get(sp, 0)) for sp in SPLITS) + " |")
+    if crops.get("candidate_crops"):
+        lines += [
+            "",
+            f"Besides these, {crops['candidate_photos']} training photos whose spot labels point at several "
+            f"outcomes (pustules beside cysts, say) gave {crops['candidate_crops']} *candidate crops*, labelled "
+            "with that set of outcomes; only partial-label training (`--partial-labels true`) uses them.",
+        ]
     return lines

@@ -9,8 +9,17 @@ sees close-ups of spots a doctor must see and never learns "a single spot fillin
 Outputs (beside the build's ``manifest.csv``):
 
 * ``crops_<size>.npy`` - canonical squares of every crop;
-* ``crops.csv`` - one row per crop: the parent's cache row, split, outcome, source, group, skin type, and the
-  spot (centre, radius, kind) and scale it was cut at.
+* ``crops.csv`` - one row per crop: the parent's cache row, split, outcome, source, group, skin type, the
+  spot (centre, radius, kind) and scale it was cut at, and its ``candidates``.
+
+**Candidate crops.** A training photo whose spot labels point at several outcomes (pustules beside cysts,
+whiteheads beside blackheads) gives no ordinary crops: a crop around one of its spots shows one of those
+outcomes, but which is unknown. It gives *candidate crops* instead, labelled with the set of outcomes
+(``candidates``, e.g. ``pustule;refer-to-doctor``), for training with a candidate-set loss
+(``triage.training.partial``, ``TrainConfig.partial_labels``). They are cut for the train split only, so the
+close-up validation and test sets stay single-label, and are written after every ordinary crop, so ordinary
+crops keep their rows. :func:`read_crop_rows` leaves them out unless asked; their ``label`` is the photo's own
+(its most cautious outcome).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from triage.core.outcomes import OUTCOMES
 from triage.core.preprocess import CANONICAL_SIZE, canonical_square, crop_bottom
 from triage.data.labels import EXCLUDE, load_label_map
 from triage.data.lesions import KINDS_FOR_OUTCOME, find_spots, spot_crops
@@ -127,14 +137,39 @@ def crop_eligible(source: str, labels: list[str], outcome: str, rules: dict | No
     )
 
 
-def crops_for_image(path: str, crop_share: float, outcome: str, max_spots: int = 3) -> list[tuple[dict, np.ndarray]]:
-    """Find spots in one photo and cut canonical-square crops around them; never raises for bad files."""
+def candidate_outcomes(source: str, labels: list[str], rules: dict | None = None) -> tuple[str, ...]:
+    """The outcomes a spot of a multi-label photo may show, when it gives candidate crops; else ``()``.
+
+    That is when its targeted labels point at two or more outcomes and every one of them describes spots
+    (:func:`label_describes_spots`). The outcomes come in :data:`~triage.core.outcomes.OUTCOMES` order.
+    """
+    rules = load_label_map() if rules is None else rules
+    targeted = {lab: rule.outcome for lab in labels if (rule := rules.get((source, lab))) and rule.outcome != EXCLUDE}
+    outcomes = set(targeted.values())
+    if len(outcomes) < 2 or not all(label_describes_spots(source, lab, o) for lab, o in targeted.items()):
+        return ()
+    return tuple(o for o in OUTCOMES if o in outcomes)
+
+
+def kinds_for(outcomes: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The spot kinds to search for a photo that may show any of ``outcomes`` (their union, in order)."""
+    return tuple(dict.fromkeys(k for o in outcomes for k in KINDS_FOR_OUTCOME[o]))
+
+
+def crops_for_image(
+    path: str, crop_share: float, outcome: str, max_spots: int = 3, candidates: str = ""
+) -> list[tuple[dict, np.ndarray]]:
+    """Find spots in one photo and cut canonical-square crops around them; never raises for bad files.
+
+    ``candidates`` (``;``-joined outcomes): search the spot kinds of all of them instead of ``outcome``'s.
+    """
     try:
         with Image.open(path) as im:
             image = crop_bottom(im.convert("RGB"), crop_share)
     except (OSError, ValueError, Image.DecompressionBombError):
         return []
-    spots = find_spots(np.asarray(image), kinds=KINDS_FOR_OUTCOME[outcome], max_spots=max_spots)
+    kinds = kinds_for(candidates.split(";")) if candidates else KINDS_FOR_OUTCOME[outcome]
+    spots = find_spots(np.asarray(image), kinds=kinds, max_spots=max_spots)
     out = []
     for spot, k, box in spot_crops(image, spots):
         info = {
@@ -144,6 +179,7 @@ def crops_for_image(path: str, crop_share: float, outcome: str, max_spots: int =
             "kind": spot.kind,
             "scale": k,
             "box": ",".join(map(str, box)),
+            "candidates": candidates,
         }
         out.append((info, canonical_square(image.crop(box), CANONICAL_SIZE)))
     return out
@@ -168,6 +204,7 @@ CROP_COLUMNS = [
     "kind",
     "scale",
     "box",
+    "candidates",
 ]
 
 
@@ -185,7 +222,10 @@ def build_crops(parents: list[dict], out: Path, workers: int = 2) -> dict:
     """
     rules = load_label_map()
     chosen = [p for p in parents if crop_eligible(p["source"], p["source_labels"], p["label"], rules)]
-    jobs = [(str(p["path"]), p["crop_bottom"], p["label"]) for p in chosen]
+    n_ordinary = len(chosen)
+    # A photo with candidates points at two or more outcomes, so it is never among the eligible ones above.
+    chosen += [p for p in parents if p["split"] == "train" and _candidates(p, rules)]
+    jobs = [(str(p["path"]), p["crop_bottom"], p["label"], 3, _candidates(p, rules)) for p in chosen]
     if workers <= 1:
         results = [_job(j) for j in tqdm(jobs, desc="crops", unit="img")]
     else:
@@ -197,12 +237,14 @@ def build_crops(parents: list[dict], out: Path, workers: int = 2) -> dict:
     )
     counts: dict = defaultdict(lambda: defaultdict(Counter))
     photos = Counter()
-    row = 0
+    row = n_candidate = 0
     with open(out / "crops.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=CROP_COLUMNS)
         w.writeheader()
-        for p, res in zip(chosen, results, strict=True):
-            if res:
+        for i, (p, res) in enumerate(zip(chosen, results, strict=True)):
+            ordinary = i < n_ordinary  # candidate crops are counted apart: the close-up counts stay as they were
+            n_candidate += 0 if ordinary else len(res)
+            if res and ordinary:
                 photos[p["split"]] += 1
             for info, square in res:
                 arr[row] = square
@@ -219,25 +261,40 @@ def build_crops(parents: list[dict], out: Path, workers: int = 2) -> dict:
                         **info,
                     }
                 )
-                counts[p["label"]][p["source"]][p["split"]] += 1
+                if ordinary:
+                    counts[p["label"]][p["source"]][p["split"]] += 1
                 row += 1
     arr.flush()
     del arr
     return {
-        "eligible_photos": len(chosen),
+        "eligible_photos": n_ordinary,
         "photos_with_crops": dict(photos),
-        "crops": n,
+        "crops": n - n_candidate,
+        "candidate_photos": len(chosen) - n_ordinary,
+        "candidate_crops": n_candidate,
         "per_outcome_source_split": {o: {s: dict(c) for s, c in v.items()} for o, v in counts.items()},
     }
 
 
-def read_crop_rows(data_dir: Path) -> list[dict]:
-    """The rows of ``crops.csv`` (empty for a build without crops)."""
+def _candidates(photo: dict, rules: dict) -> str:
+    """A parent photo's candidate outcomes, ``;``-joined (empty when it gives no candidate crops)."""
+    return ";".join(candidate_outcomes(photo["source"], photo["source_labels"], rules))
+
+
+def read_crop_rows(data_dir: Path, candidates: bool = False) -> list[dict]:
+    """The rows of ``crops.csv`` (empty for a build without crops).
+
+    Candidate crops (multi-outcome training photos, see the module docstring) only with ``candidates``; a build
+    made before they existed has no ``candidates`` column, and every row reads as an ordinary crop.
+    """
     csv_path = Path(data_dir) / "crops.csv"
     if not csv_path.exists():
         return []
     with open(csv_path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        r["candidates"] = r.get("candidates") or ""
+    return rows if candidates else [r for r in rows if not r["candidates"]]
 
 
 def open_crop_cache(data_dir: Path) -> np.ndarray | None:

@@ -55,6 +55,8 @@ class TrainConfig:
     # and serving alike (the checkpoint names it); "none": the pixels as they are.
     colour_constancy: str = "none"
     ema_decay: float = 0.0  # >0 (e.g. 0.999): validate, calibrate and ship an EMA of the weights (triage.training.ema)
+    # Also train the build's candidate crops (multi-outcome photos) on their outcome set (triage.training.partial).
+    partial_labels: bool = False
     extra: dict = field(default_factory=dict)
 
 

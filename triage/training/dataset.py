@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from triage.core.outcomes import OUTCOMES
@@ -27,13 +28,14 @@ class Split:
     group: np.ndarray
     parent: np.ndarray | None = None  # close-up sets: the photo-cache row each crop was cut from
     diagnosis: np.ndarray | None = None  # triage.data.diagnoses.diagnosis_key of each row
+    candidates: np.ndarray | None = None  # close-up sets: a candidate crop's outcome set (";"-joined), else ""
 
     def subset(self, keep: np.ndarray) -> Split:
         """The rows where ``keep`` is true."""
+        optional = {f: getattr(self, f) for f in ("parent", "diagnosis", "candidates")}
         return Split(
             *(getattr(self, f)[keep] for f in ("rows", "y", "source", "fitz", "group")),
-            parent=None if self.parent is None else self.parent[keep],
-            diagnosis=None if self.diagnosis is None else self.diagnosis[keep],
+            **{f: None if v is None else v[keep] for f, v in optional.items()},
         )
 
 
@@ -44,7 +46,7 @@ def _split_from_rows(rows: list[dict], row_key: str) -> Split:
     if not rows:
         empty = np.zeros(0, dtype=int)
         none = np.zeros(0, dtype=str)
-        return Split(empty, empty, none, empty, none, parent=empty, diagnosis=none)
+        return Split(empty, empty, none, empty, none, parent=empty, diagnosis=none, candidates=none)
     return Split(
         col(row_key, int),
         np.asarray([OUTCOMES.index(r["label"]) for r in rows]),
@@ -53,10 +55,13 @@ def _split_from_rows(rows: list[dict], row_key: str) -> Split:
         col("group"),
         parent=col("cache_row", int),
         diagnosis=np.asarray([diagnosis_key(r["source"], r["source_labels"]) for r in rows]),
+        candidates=np.asarray([r.get("candidates", "") for r in rows]),
     )
 
 
-def load_splits(data_dir: Path, holdout_source: str = "") -> tuple[np.ndarray, dict[str, Split], str]:
+def load_splits(
+    data_dir: Path, holdout_source: str = "", candidates: bool = False
+) -> tuple[np.ndarray, dict[str, Split], str]:
     """Load the image cache (memory-mapped), the splits and the data fingerprint.
 
     Besides ``train``, ``val`` and ``test``, the dict holds the close-up sets ``train_crops``, ``val_crops``
@@ -67,7 +72,7 @@ def load_splits(data_dir: Path, holdout_source: str = "") -> tuple[np.ndarray, d
     cache = np.load(data_dir / f"cache_{CANONICAL_SIZE}.npy", mmap_mode="r")
     with open(data_dir / "manifest.csv", newline="") as fh:
         photos = list(csv.DictReader(fh))
-    crop_rows = read_crop_rows(data_dir)
+    crop_rows = read_crop_rows(data_dir, candidates)
     splits: dict = {}
     for name, rows, key in (("", photos, "cache_row"), ("_crops", crop_rows, "crop_row")):
         if holdout_source:
@@ -87,6 +92,9 @@ class CachedImages(Dataset):
     random, augmented by ``crop_transform`` (which must not zoom in further: the crop already frames the spot).
     ``labels`` replaces the outcome targets (``split.y``), e.g. by diagnosis classes. ``colour``: the colour
     constancy applied to each augmented image (:func:`triage.core.preprocess.colour_constancy`), as serving does.
+    With ``set_targets`` (``n_classes`` and, per candidate crop row, its class mask,
+    :func:`triage.training.partial.candidate_masks`) every target is a ``(n_classes,)`` set: one class for a
+    photo or an ordinary crop, the candidate set for a candidate crop (``training.partial.CandidateSetLoss``).
     """
 
     def __init__(
@@ -99,8 +107,10 @@ class CachedImages(Dataset):
         crops: tuple[np.ndarray, list[np.ndarray], float, object] | None = None,
         labels: np.ndarray | None = None,
         colour: str = "none",
+        set_targets: tuple[int, dict[int, np.ndarray]] | None = None,
     ) -> None:
         self.cache, self.split, self.transform, self.colour = cache, split, transform, colour
+        self.set_targets = set_targets
         self.labels = split.y if labels is None else labels
         self.mean = torch.tensor(mean).view(3, 1, 1)
         self.std = torch.tensor(std).view(3, 1, 1)
@@ -110,19 +120,29 @@ class CachedImages(Dataset):
         return len(self.split.rows)
 
     def __getitem__(self, i: int):
-        image, tf = None, self.transform
+        image, tf, crop_row = None, self.transform, None
         if self.crops is not None:
             crop_cache, crop_rows_of, crop_p, crop_tf = self.crops
             options = crop_rows_of[i]
             # np.random is seeded per loader worker (worker_init_fn), so this is reproducible.
             if len(options) and np.random.random() < crop_p:
-                image, tf = np.asarray(crop_cache[options[np.random.randint(len(options))]]), crop_tf
+                crop_row = int(options[np.random.randint(len(options))])
+                image, tf = np.asarray(crop_cache[crop_row]), crop_tf
         if image is None:
             image = np.asarray(self.cache[self.split.rows[i]])
         # After augmentation: the camera-like casts it draws are what colour constancy must undo.
         img = colour_constancy(tf(image=image)["image"], self.colour)
         x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
-        return (x - self.mean) / self.std, int(self.labels[i])
+        return (x - self.mean) / self.std, self._target(i, crop_row)
+
+    def _target(self, i: int, crop_row: int | None) -> int | torch.Tensor:
+        """Row ``i``'s class index, or with ``set_targets`` its class set (a candidate crop's own set)."""
+        if self.set_targets is None:
+            return int(self.labels[i])
+        n_classes, masks = self.set_targets
+        if crop_row is not None and crop_row in masks:
+            return torch.from_numpy(masks[crop_row].astype(np.float32))
+        return F.one_hot(torch.tensor(int(self.labels[i])), n_classes).float()
 
 
 def images_for(set_name: str, cache: np.ndarray, crop_cache: np.ndarray | None) -> np.ndarray | None:

@@ -31,6 +31,7 @@ from triage.training.dataset import CachedImages, Split, crops_by_photo
 from triage.training.distributed import RANK_SEED_STRIDE, DistInfo
 from triage.training.ema import WeightEMA
 from triage.training.evaluation import predict_logits, recalibrate_batchnorm
+from triage.training.partial import CandidateSetLoss, candidate_masks
 from triage.training.sampling import DistributedWeightedSampler, sample_weights
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,26 @@ def diagnosis_classes(cfg: TrainConfig, train: Split) -> tuple[list[str], list[i
     return vocabulary(train.diagnosis.tolist(), train.y.tolist(), cfg.diagnosis_min_count)
 
 
+def _set_targets(cfg: TrainConfig, splits, classes) -> tuple[int, dict[int, np.ndarray]] | None:
+    """With ``cfg.partial_labels``: the class count and each candidate crop's class mask (``CachedImages``)."""
+    if not cfg.partial_labels:
+        return None
+    class_outcomes = classes[1] if classes else list(range(len(OUTCOMES)))
+    crops = splits["train_crops"]
+    chosen = np.flatnonzero(crops.candidates != "") if crops.candidates is not None else np.zeros(0, dtype=int)
+    if not len(chosen):
+        raise ValueError(
+            f"partial_labels: the build in {cfg.data} has no candidate crops (cut them with "
+            f"`python -m triage.data crops --out {cfg.data}`, or train without --partial-labels)"
+        )
+    masks = candidate_masks(crops.candidates[chosen].tolist(), class_outcomes)
+    n_photos = len(set(crops.parent[chosen].tolist()))
+    log.info(
+        "partial labels: %d candidate crops of %d training photos train on their outcome set", len(chosen), n_photos
+    )
+    return len(class_outcomes), dict(zip(crops.rows[chosen].tolist(), masks, strict=True))
+
+
 def _make_loader(
     cfg: TrainConfig, cache, splits, dd: DistInfo, aug_seed: int, g: torch.Generator, classes=None
 ) -> DataLoader:
@@ -110,7 +131,9 @@ def _make_loader(
     if crop_cache is not None and len(splits["train_crops"].rows):
         crops = (crop_cache, crops_by_photo(tr, splits["train_crops"]), cfg.lesion_crop_p, crop_tf)
     labels = encode(tr.diagnosis.tolist(), tr.y.tolist(), classes[0]) if classes else None
-    ds = CachedImages(cache, tr, tf, spec.mean, spec.std, crops, labels, cfg.colour_constancy)
+    ds = CachedImages(
+        cache, tr, tf, spec.mean, spec.std, crops, labels, cfg.colour_constancy, _set_targets(cfg, splits, classes)
+    )
     if dd.enabled:
         # Each rank takes its slice of one shared draw per epoch; balancing works as in a single process.
         if cfg.balance == "none":
@@ -280,7 +303,8 @@ def train_model(
         torch.manual_seed(cfg.seed + RANK_SEED_STRIDE * dd.rank)
         net = DistributedDataParallel(model, device_ids=[dd.device] if dd.device is not None else None)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    # Equal to cross-entropy for class-index targets; with partial labels, candidate crops train on their set.
+    loss_fn = CandidateSetLoss(label_smoothing=cfg.label_smoothing)
     steps = min(len(loader), cfg.max_batches) if cfg.max_batches else len(loader)
     state_path = run_dir / f"{tag}_last.pt"
     # Rank 0 alone validates and keeps the best copy, so it alone needs the average.

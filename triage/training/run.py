@@ -58,7 +58,7 @@ def run(cfg: TrainConfig, resume_dir: str | None = None) -> Path:
     logging.getLogger("triage").setLevel(logging.INFO)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
     t_start = time.time()
-    cache, splits, fp = load_splits(Path(cfg.data), cfg.holdout_source)
+    cache, splits, fp = load_splits(Path(cfg.data), cfg.holdout_source, cfg.partial_labels)
 
     model, history = train_model(cfg, cache, splits, run_dir, resume=resume_dir is not None, dist_info=dd)
     train_seconds = time.time() - t_start
@@ -183,7 +183,7 @@ def run_meta(cfg: TrainConfig, fitted: Fitted, report: dict, splits: dict, fp: s
 
 def _run_other_rank(cfg: TrainConfig, dd: DistInfo, run_dir: Path, resume_dir: str | None) -> Path:
     """A DDP rank other than 0: take part in every training, write nothing, leave when training is done."""
-    cache, splits, _ = load_splits(Path(cfg.data), cfg.holdout_source)
+    cache, splits, _ = load_splits(Path(cfg.data), cfg.holdout_source, cfg.partial_labels)
     train_model(cfg, cache, splits, run_dir, resume=resume_dir is not None, dist_info=dd)
     if cfg.baseline:
         train_model(standard_recipe_config(cfg), cache, splits, run_dir, tag="baseline", dist_info=dd)

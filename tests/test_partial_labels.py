@@ -129,8 +129,12 @@ def test_training_splits_hold_candidate_crops_only_when_asked(candidate_build, t
     n_cand = sum(bool(r["candidates"]) for r in rows)
     assert len(partial["train_crops"].rows) == len(plain["train_crops"].rows) + n_cand
     assert set(plain["train_crops"].candidates) == {""}
-    # The close-up test set is the same either way.
+    # The close-up test set is the same either way, and so is a held-out source's close-up set.
     assert partial["test_crops"].rows.tolist() == plain["test_crops"].rows.tolist()
+    _, held_plain, _ = load_splits(tmp_path, holdout_source="roboflow_acne")
+    _, held_partial, _ = load_splits(tmp_path, holdout_source="roboflow_acne", candidates=True)
+    assert held_partial["holdout_crops"].rows.tolist() == held_plain["holdout_crops"].rows.tolist()
+    assert len(held_plain["holdout_crops"].rows) == len(plain["train_crops"].rows) + len(plain["test_crops"].rows)
 
 
 # -- the loss --------------------------------------------------------------------------------------------

@@ -76,7 +76,8 @@ def load_splits(
     splits: dict = {}
     for name, rows, key in (("", photos, "cache_row"), ("_crops", crop_rows, "crop_row")):
         if holdout_source:
-            splits[f"holdout{name}"] = _split_from_rows([r for r in rows if r["source"] == holdout_source], key)
+            held_out = [r for r in rows if r["source"] == holdout_source and not r.get("candidates")]
+            splits[f"holdout{name}"] = _split_from_rows(held_out, key)
             rows = [r for r in rows if r["source"] != holdout_source]
         for sp in ("train", "val", "test"):
             splits[f"{sp}{name}"] = _split_from_rows([r for r in rows if r["split"] == sp], key)

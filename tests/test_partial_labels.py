@@ -17,7 +17,7 @@ from test_lesions import skin_with_spots
 from triage.core.preprocess import CANONICAL_SIZE
 from triage.data.crops import build_crops, candidate_outcomes, kinds_for, read_crop_rows
 from triage.training.dataset import CachedImages, load_splits
-from triage.training.partial import CandidateSetLoss, candidate_masks, candidate_set_loss
+from triage.training.partial import CandidateSetLoss, candidate_masks, candidate_set_loss, training_crops
 
 # -- which photos give candidate crops -------------------------------------------------------------------
 
@@ -34,6 +34,8 @@ def test_candidate_outcomes_of_multi_outcome_spot_labels():
     # Dermoscopic labels do not describe spots in a wider photo; unknown sources have no label rules.
     assert candidate_outcomes("ham10000", ["nv", "mel"]) == ()
     assert candidate_outcomes("my_clinic", ["pustule", "milia-like"]) == ()
+    # A set of every outcome teaches nothing (-log of a sum of all probabilities is 0).
+    assert candidate_outcomes("roboflow_acne", ["Blackhead", "Whitehead", "Purulent", "Cystic"]) == ()
 
 
 def test_kinds_for_a_candidate_set_search_every_outcome_s_spots():
@@ -129,6 +131,9 @@ def test_training_splits_hold_candidate_crops_only_when_asked(candidate_build, t
     n_cand = sum(bool(r["candidates"]) for r in rows)
     assert len(partial["train_crops"].rows) == len(plain["train_crops"].rows) + n_cand
     assert set(plain["train_crops"].candidates) == {""}
+    # Only a partial-label run draws them (its baselines, trained on the same splits, do not).
+    assert training_crops(partial["train_crops"], True) is partial["train_crops"]
+    assert training_crops(partial["train_crops"], False).rows.tolist() == plain["train_crops"].rows.tolist()
     # The close-up test set is the same either way, and so is a held-out source's close-up set.
     assert partial["test_crops"].rows.tolist() == plain["test_crops"].rows.tolist()
     _, held_plain, _ = load_splits(tmp_path, holdout_source="roboflow_acne")
@@ -275,4 +280,23 @@ def test_partial_labels_on_a_build_without_candidate_crops_fail_before_training(
         w.writerows([{k: v for k, v in r.items() if k != "candidates"} for r in ordinary])
     train_main = load_script("train.py").main
     with pytest.raises(ValueError, match="no candidate crops"):
-        train_main(["--data", str(bare), "--out", str(tmp_path), *TINY, "--name", "p", "--partial-labels", "true"])
+        train_main(
+            ["--data", str(bare), "--out", str(tmp_path), *TINY, "--name", "p", "--partial-labels", "true"]
+            + ["--lesion-crop-p", "0.5"]
+        )
+
+
+def test_partial_labels_need_crops_to_be_drawn(acne_build, tmp_path):
+    from test_training import TINY
+
+    train_main = load_script("train.py").main
+    flags = ["--data", str(acne_build), "--out", str(tmp_path), *TINY, "--name", "p", "--partial-labels", "true"]
+    with pytest.raises(ValueError, match="lesion_crop_p > 0"):
+        train_main([*flags, "--lesion-crop-p", "0"])
+
+
+def test_a_close_up_manifest_lists_ordinary_crops_only(acne_build, tmp_path):
+    from triage.data.sources import write_split_manifest
+
+    n = write_split_manifest(acne_build, "train", tmp_path / "train_closeups.csv", closeups=True)
+    assert n == sum(r["split"] == "train" for r in read_crop_rows(acne_build)) > 0

@@ -323,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd == "crops":
         crops = recut_crops(Path(args.out), args.workers)
-        print(json.dumps({k: crops[k] for k in ("eligible_photos", "crops", "wall_seconds")}, indent=1))
+        keys = ("eligible_photos", "crops", "candidate_photos", "candidate_crops", "wall_seconds")
+        print(json.dumps({k: crops[k] for k in keys}, indent=1))
         return 0
     names = list(REGISTRY) if args.sources == "all" else [s for s in args.sources.split(",") if s and s != "none"]
     if names and not args.data_root:

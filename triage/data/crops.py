@@ -140,13 +140,16 @@ def crop_eligible(source: str, labels: list[str], outcome: str, rules: dict | No
 def candidate_outcomes(source: str, labels: list[str], rules: dict | None = None) -> tuple[str, ...]:
     """The outcomes a spot of a multi-label photo may show, when it gives candidate crops; else ``()``.
 
-    That is when its targeted labels point at two or more outcomes and every one of them describes spots
-    (:func:`label_describes_spots`). The outcomes come in :data:`~triage.core.outcomes.OUTCOMES` order.
+    That is when its targeted labels point at two or three outcomes (a set of all four says nothing) and every
+    one of them describes spots (:func:`label_describes_spots`). The outcomes come in
+    :data:`~triage.core.outcomes.OUTCOMES` order.
     """
     rules = load_label_map() if rules is None else rules
     targeted = {lab: rule.outcome for lab in labels if (rule := rules.get((source, lab))) and rule.outcome != EXCLUDE}
     outcomes = set(targeted.values())
     if len(outcomes) < 2 or not all(label_describes_spots(source, lab, o) for lab, o in targeted.items()):
+        return ()
+    if outcomes == set(OUTCOMES):  # a set of every outcome: -log sum p = 0, nothing to learn
         return ()
     return tuple(o for o in OUTCOMES if o in outcomes)
 
@@ -237,13 +240,14 @@ def build_crops(parents: list[dict], out: Path, workers: int = 2) -> dict:
     )
     counts: dict = defaultdict(lambda: defaultdict(Counter))
     photos = Counter()
-    row = n_candidate = 0
+    row = n_candidate = candidate_photos = 0
     with open(out / "crops.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=CROP_COLUMNS)
         w.writeheader()
         for i, (p, res) in enumerate(zip(chosen, results, strict=True)):
             ordinary = i < n_ordinary  # candidate crops are counted apart: the close-up counts stay as they were
             n_candidate += 0 if ordinary else len(res)
+            candidate_photos += int(bool(res) and not ordinary)
             if res and ordinary:
                 photos[p["split"]] += 1
             for info, square in res:
@@ -270,7 +274,7 @@ def build_crops(parents: list[dict], out: Path, workers: int = 2) -> dict:
         "eligible_photos": n_ordinary,
         "photos_with_crops": dict(photos),
         "crops": n - n_candidate,
-        "candidate_photos": len(chosen) - n_ordinary,
+        "candidate_photos": candidate_photos,
         "candidate_crops": n_candidate,
         "per_outcome_source_split": {o: {s: dict(c) for s, c in v.items()} for o, v in counts.items()},
     }

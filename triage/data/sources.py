@@ -280,8 +280,9 @@ def write_split_manifest(folder: str | Path, split: str, out_csv: str | Path, cl
     rows = [dict(r, box="") for r in photos if r["split"] == split]
     if closeups:
         path_of = {r["cache_row"]: r["path"] for r in photos}
-        with open(Path(folder) / "crops.csv", newline="", encoding="utf-8") as fh:
-            rows = [dict(r, path=path_of[r["cache_row"]]) for r in csv.DictReader(fh) if r["split"] == split]
+        from triage.data.crops import read_crop_rows  # here: crops reads the label map, which reads sources
+
+        rows = [dict(r, path=path_of[r["cache_row"]]) for r in read_crop_rows(folder) if r["split"] == split]
     columns = ["path", "label", "source", "group", "fitzpatrick"] + (["box"] if closeups else [])
     with open(out_csv, "w", newline="") as oh:
         w = csv.writer(oh)

@@ -62,6 +62,7 @@ def standard_recipe_config(cfg: TrainConfig) -> TrainConfig:
             "augment": "standard",
             "calibrate": False,
             "diagnosis_labels": False,
+            "partial_labels": False,
         }
     )
 

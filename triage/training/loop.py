@@ -31,7 +31,7 @@ from triage.training.dataset import CachedImages, Split, crops_by_photo
 from triage.training.distributed import RANK_SEED_STRIDE, DistInfo
 from triage.training.ema import WeightEMA
 from triage.training.evaluation import predict_logits, recalibrate_batchnorm
-from triage.training.partial import CandidateSetLoss, candidate_masks
+from triage.training.partial import CandidateSetLoss, candidate_masks, training_crops
 from triage.training.sampling import DistributedWeightedSampler, sample_weights
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,8 @@ def _set_targets(cfg: TrainConfig, splits, classes) -> tuple[int, dict[int, np.n
     """With ``cfg.partial_labels``: the class count and each candidate crop's class mask (``CachedImages``)."""
     if not cfg.partial_labels:
         return None
+    if cfg.lesion_crop_p <= 0:
+        raise ValueError("partial_labels trains candidate crops, which are drawn only with lesion_crop_p > 0")
     class_outcomes = classes[1] if classes else list(range(len(OUTCOMES)))
     crops = splits["train_crops"]
     chosen = np.flatnonzero(crops.candidates != "") if crops.candidates is not None else np.zeros(0, dtype=int)
@@ -128,8 +130,9 @@ def _make_loader(
     tf, crop_tf = _train_transforms(cfg, aug_seed)
     crops = None
     crop_cache = open_crop_cache(Path(cfg.data)) if cfg.lesion_crop_p > 0 else None
-    if crop_cache is not None and len(splits["train_crops"].rows):
-        crops = (crop_cache, crops_by_photo(tr, splits["train_crops"]), cfg.lesion_crop_p, crop_tf)
+    train_crops = training_crops(splits["train_crops"], cfg.partial_labels)
+    if crop_cache is not None and len(train_crops.rows):
+        crops = (crop_cache, crops_by_photo(tr, train_crops), cfg.lesion_crop_p, crop_tf)
     labels = encode(tr.diagnosis.tolist(), tr.y.tolist(), classes[0]) if classes else None
     ds = CachedImages(
         cache, tr, tf, spec.mean, spec.std, crops, labels, cfg.colour_constancy, _set_targets(cfg, splits, classes)

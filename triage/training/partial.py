@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from triage.core.outcomes import OUTCOMES
+from triage.training.dataset import Split
 
 
 def candidate_set_loss(logits: torch.Tensor, candidates: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -66,3 +67,14 @@ def candidate_masks(candidates: Sequence[str], class_outcomes: Sequence[int]) ->
             raise ValueError(f"not a candidate set of outcomes: {c!r}")
         rows.append(np.isin(of_class, [OUTCOMES.index(n) for n in names]))
     return np.asarray(rows, dtype=bool).reshape(len(rows), len(of_class))
+
+
+def training_crops(train_crops: Split, partial_labels: bool) -> Split:
+    """The training crops a run may draw: candidate crops only with ``partial_labels``.
+
+    Splits loaded for a partial-label run also serve its baselines; there, a candidate crop drawn as an
+    ordinary one would train as its photo's most cautious outcome.
+    """
+    if partial_labels or train_crops.candidates is None:
+        return train_crops
+    return train_crops.subset(train_crops.candidates == "")

@@ -1,7 +1,7 @@
 """Train, calibrate, evaluate and package a triage model.
 
 Usage:
-    python train.py -c configs/mobilenet_v3_small.yaml [--epochs 8 ...]
+    python train.py -c configs/mobilenet_v3_small_224.yaml [--epochs 20 ...]   # the shipped recipe
     python train.py --resume runs/<folder>
     torchrun --nproc_per_node=2 train.py -c configs/mobilenet_v3_small.yaml --threads 1   # DDP, see docs/DISTRIBUTED.md
 

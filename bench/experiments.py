@@ -5,9 +5,9 @@
     python bench/experiments.py table                                   # the README table (Markdown)
     python bench/experiments.py run --threads 1 --workers 1 NAME &      # two runs side by side on 2 cores
 
-Every experiment is the shipped recipe (``configs/mobilenet_v3_small.yaml``) with a few fields changed
-(``EXPERIMENTS``), trained with ``train.py`` into ``runs/experiments/<name>``. A run interrupted by the end of a
-working session continues from its last epoch when started again (``train.py --resume``). Each row holds the
+Every experiment is the 160 px recipe shipped second (``configs/mobilenet_v3_small.yaml``) with a few fields changed
+(``EXPERIMENTS``), trained with ``train.py`` into ``runs/experiments/<name>``. A run that stopped part-way
+continues from its last epoch when started again (``train.py --resume``). Each row holds the
 exact command, its seed, the wall time, the model-step milliseconds, the ranking of p(refer-to-doctor)
 (``refer_auc`` and ``useful_at_95`` with group-bootstrap 95% intervals, ``triage.core.metrics``) and the numbers at
 the validation-chosen safety point, on the whole-photo test split, the close-up test set (lesion-centred crops
@@ -34,10 +34,10 @@ CONFIG = "configs/mobilenet_v3_small.yaml"
 
 #: Screening rows share one budget: 3 epochs, no baselines.
 SCREEN = {"epochs": 3, "baseline": False}
-#: Full-length rows: the shipped recipe's 8 epochs, no baselines (the winner's shipped run adds them).
+#: Full-length rows: the 160 px recipe's 8 epochs, no baselines.
 FULL = {"epochs": 8, "baseline": False}
 #: For rows that choose their epoch on the ranking (validation useful_at_95, AUC breaking ties). The recipe file
-#: pins ``select_on: balanced_accuracy``, the shipped model's choice, which every row above was trained with.
+#: pins ``select_on: balanced_accuracy``, that model's choice, which every row above was trained with.
 RANKED = {"select_on": "useful_at_95"}
 #: Larger networks and longer runs: 12 and 20 epochs, chosen on the ranking like RANKED.
 LADDER = {"epochs": 12, "baseline": False} | RANKED
@@ -58,14 +58,14 @@ DIAGNOSES = CROPS | {"diagnosis_labels": "true"}
 
 #: Recipes by name suffix: what each changes and how its row is described.
 RECIPES: dict[str, tuple[str, dict]] = {
-    "crops-off": ("crops off (the recipe shipped before)", CROPS_OFF),
+    "crops-off": ("crops off (the first recipe shipped)", CROPS_OFF),
     "crops-on": ("crops on", CROPS),
     "crops-on-192px": ("crops on, input 192 px", CROPS | {"image_size": 192}),
-    "diagnoses-crops-on": ("crops on + diagnosis-level labels (the shipped recipe)", DIAGNOSES),
+    "diagnoses-crops-on": ("crops on + diagnosis-level labels (the 160 px recipe shipped second)", DIAGNOSES),
     "efficientnet-lite0-crops-on": ("crops on, EfficientNet-Lite0 backbone", CROPS | {"arch": "efficientnet_lite0"}),
-    # Colour constancy alone, on the shipped recipe (both rows state it, whatever the config file says).
-    "colour-off": ("the shipped recipe, colour constancy off", DIAGNOSES | {"colour_constancy": "none"}),
-    "colour-on": ("the shipped recipe + Shades-of-Grey colour constancy", DIAGNOSES | SHADES_OF_GREY),
+    # Colour constancy alone, on the 160 px recipe (both rows state it, whatever the config file says).
+    "colour-off": ("the 160 px recipe, colour constancy off", DIAGNOSES | {"colour_constancy": "none"}),
+    "colour-on": ("the 160 px recipe + Shades-of-Grey colour constancy", DIAGNOSES | SHADES_OF_GREY),
     # The backbone ladder, each at its ImageNet input side, with an EMA of the weights (warm-up + cosine is the
     # schedule of every run); MobileNetV3-Small at 224 px is the equal-budget control.
     "mnv3s-224px-ema": ("MobileNetV3-Small, 224 px, EMA", DIAGNOSES | {"image_size": 224} | EMA),
@@ -288,17 +288,23 @@ def ranking_cell(r: dict, prefix: str) -> str:
     return " / ".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point."""
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line: an action, experiment names, and for ``run`` the CPU share (names before or after it)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("action", choices=["run", "record", "table"])
     p.add_argument("names", nargs="*", help=f"experiments: {', '.join(EXPERIMENTS)}")
     p.add_argument("--threads", type=int, help="run: torch threads per run (1 when two runs share 2 cores)")
     p.add_argument("--workers", type=int, help="run: data-loader workers per run (1 when two runs share 2 cores)")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     unknown = set(args.names) - set(EXPERIMENTS)
     if unknown:
         p.error(f"unknown experiment(s): {sorted(unknown)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
+    args = parse_args(argv)
     if args.action == "table":
         print(table())
         return 0

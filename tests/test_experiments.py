@@ -75,3 +75,17 @@ def test_compute_flags_reach_train_py_but_not_the_recorded_command():
     assert (args.threads, args.workers) == (1, 1)
     assert exp.compute_flags(None, None) == [] and exp.compute_flags(None, 0) == ["--workers=0"]
     assert "--threads" not in " ".join(exp.command(name))
+    # The options may come before the names, as the module's docstring shows.
+    for argv in (["run", "--threads", "1", "--workers", "1", name], ["run", name, "--threads", "1", "--workers", "1"]):
+        args = exp.parse_args(argv)
+        assert (args.names, args.threads, args.workers) == ([name], 1, 1)
+
+
+def test_the_shipped_config_is_the_experiment_it_ships():
+    exp = load_script("bench/experiments.py")
+    parser = get_args_parser()
+    shipped = yaml.safe_load((ROOT / "configs" / "mobilenet_v3_small_224.yaml").read_text())
+    recipe = yaml.safe_load((ROOT / exp.CONFIG).read_text())
+    args = parser.parse_args(exp.command("long-mnv3s-224px-ema-seed1")[2:])
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("config", "resume", "out", "name")}
+    assert TrainConfig(**shipped) == TrainConfig(**(recipe | given))

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from triage.release.ship import MEASURED_BEGIN, MEASURED_END, loso_lines, recipe_summary, refresh_measured
+from triage.release.ship import (
+    MEASURED_BEGIN,
+    MEASURED_END,
+    closeup_bench_lines,
+    loso_lines,
+    recipe_summary,
+    refresh_measured,
+)
 
 
 def test_refresh_replaces_only_the_measured_part_and_appends_it_once():
@@ -42,3 +49,27 @@ def test_recipe_summary_names_the_levers_the_checkpoint_was_trained_with():
     }
     text = recipe_summary(dx)
     assert "lesion-centred crops p = 0.5" in text and "5 diagnosis-level classes" in text and "8 epochs" in text
+
+    ema = {"train_config": {"epochs": 20, "ema_decay": 0.998, "partial_labels": True}}
+    assert "EMA of the weights (0.998)" in recipe_summary(ema) and "partial labels" in recipe_summary(ema)
+    assert "EMA" not in text and "partial" not in text
+
+
+def test_closeup_section_warns_where_the_shipped_thresholds_miss_the_safety_target():
+    def cells(sens: float) -> dict:
+        recall = {"milia-like": 0.5, "pustule": 0.3, "other": 0.4, "refer-to-doctor": sens}
+        return {
+            "n": 10,
+            "refer_sensitivity": sens,
+            "benign_usefulness": 0.4,
+            "unsafe_miss_rate": 0.01,
+            "balanced_accuracy": 0.5,
+            "recall": recall,
+        }
+
+    safe = {"test": cells(0.97), "test_crops": cells(0.953)}
+    result = {"shipped": safe, "photos_and_closeups": safe}
+    assert not any("Below the safety target" in line for line in closeup_bench_lines(result))
+    result["shipped"] = safe | {"test_crops_verified": cells(0.8925)}
+    warning = [line for line in closeup_bench_lines(result) if "Below the safety target" in line]
+    assert len(warning) == 1 and "verified close-ups: 0.8925" in warning[0] and "close-ups: 0.953" not in warning[0]

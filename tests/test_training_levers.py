@@ -30,12 +30,10 @@ from triage.data.sources import read_manifest
 from triage.inference.decode import decode_path
 from triage.inference.engine import Triage
 from triage.models.backbones import BACKBONES
-from triage.testing.synthetic import cast_and_grain, synthetic_photo, write_tiny_dataset
+from triage.testing.synthetic import cast_and_grain, synthetic_photo, write_tiny_checkpoint, write_tiny_dataset
 from triage.training import CachedImages, TrainConfig, load_splits, predict_logits, run, seed_everything, train_model
 from triage.training.ema import WeightEMA, ema_decay_at
 
-REPO = Path(__file__).resolve().parents[1]
-SHIPPED = REPO / "models" / "triage-mnv3s.pt"
 SOG = "shades_of_grey"
 
 
@@ -93,11 +91,9 @@ def test_colour_constancy_none_is_the_identity_and_unknown_methods_fail():
         colour_constancy(image, "grey_edge")
 
 
-def test_a_checkpoint_without_the_field_is_served_exactly_as_before():
-    """The shipped model (no ``colour_constancy`` in its metadata): input = resize + normalise, bit for bit."""
-    if not SHIPPED.is_file():
-        pytest.skip("the shipped model is not built yet")
-    engine = Triage.load(SHIPPED, threads=None)
+def test_a_checkpoint_without_the_field_is_served_exactly_as_before(tmp_path):
+    """A checkpoint made before colour constancy existed: input = resize + normalise, bit for bit."""
+    engine = Triage.load(write_tiny_checkpoint(tmp_path / "old.pt", image_size=96), threads=None)
     assert "colour_constancy" not in engine.meta and colour_of(engine.meta) == "none"
     photo = cast_and_grain(synthetic_photo(np.random.default_rng(5), (480, 360)), 5)
     square = canonical_square(photo, int(engine.meta["canonical_size"]))

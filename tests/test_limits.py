@@ -6,6 +6,8 @@ the running app) rather than only read back from the constants.
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -64,7 +66,17 @@ def test_request_over_the_timeout_gets_a_sentence(built_app, photo_path, monkeyp
     _, fns = built_app
     api, client = fns["api"].fn, fns["client"].fn
     assert "outcome" in api(photo_path)  # within the limit: a result
-    monkeypatch.setattr(limits, "REQUEST_TIMEOUT_S", 0.001)  # a real check takes tens of ms at least
+    # A check that takes 0.5 s longer than usual against a limit of 0.05 s. (A limit of 1 ms alone was racy:
+    # a waiting thread woken late finds a fast check already finished and returns its answer.)
+    engine = client.__self__.triage
+    real_check = engine.predict_upload
+
+    def slow_check(*args, **kwargs):
+        time.sleep(0.5)
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "predict_upload", slow_check)
+    monkeypatch.setattr(limits, "REQUEST_TIMEOUT_S", 0.05)
     message = UploadError("timeout").user_message
     assert api(photo_path) == {"error": message}
     card, _edu = client(photo_path, None, *[None] * len(RED_FLAGS))  # one photo, no tap, questions skipped

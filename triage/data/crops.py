@@ -227,8 +227,9 @@ def build_crops(parents: list[dict], out: Path, workers: int = 2) -> dict:
     chosen = [p for p in parents if crop_eligible(p["source"], p["source_labels"], p["label"], rules)]
     n_ordinary = len(chosen)
     # A photo with candidates points at two or more outcomes, so it is never among the eligible ones above.
-    chosen += [p for p in parents if p["split"] == "train" and _candidates(p, rules)]
-    jobs = [(str(p["path"]), p["crop_bottom"], p["label"], 3, _candidates(p, rules)) for p in chosen]
+    sets = {id(p): c for p in parents if p["split"] == "train" and (c := _candidates(p, rules))}
+    chosen += [p for p in parents if id(p) in sets]
+    jobs = [(str(p["path"]), p["crop_bottom"], p["label"], 3, sets.get(id(p), "")) for p in chosen]
     if workers <= 1:
         results = [_job(j) for j in tqdm(jobs, desc="crops", unit="img")]
     else:

@@ -188,3 +188,53 @@ def test_backbone_comparison_on_a_tiny_build(tiny, tmp_path):
         assert (Path(r["run_dir"]) / "model.pt").is_file()
     # The two backbones really differ (mobilenet_v2 is the bigger network).
     assert float(rows["mobilenet_v2"]["params_m"]) > float(rows["mobilenet_v3_small"]["params_m"])
+
+
+def test_phone_photos_are_cached_as_serving_decodes_them(tiny, tmp_path):
+    # A clinic's own photos carry what the bundled JPEGs never do: an EXIF orientation tag, transparency,
+    # a palette. The build must decode them as serving does, or a model trains on sideways or black-backed
+    # squares and is served upright, white-backed ones.
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+    from test_lesions import skin_with_spots
+
+    from triage.core.preprocess import CANONICAL_SIZE, canonical_square
+    from triage.data.crops import open_crop_cache, read_crop_rows
+    from triage.inference.decode import decode_path
+
+    folder = tmp_path / "folder"
+    shutil.copytree(tiny.image_folder, folder)
+    spots = [(170, 50, 7, (236, 228, 200)), (220, 100, 6, (240, 232, 210)), (260, 60, 7, (236, 228, 200))]
+    stored = skin_with_spots(spots, size=(300, 160), seed=3)
+    stored[:, :120] = (40, 40, 40)  # a dark band on the stored left edge: the top once turned upright
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    turned = folder / "milia-like" / "phone-turned.jpg"
+    Image.fromarray(stored).save(turned, quality=95, exif=exif)
+    rgba = Image.fromarray(skin_with_spots(spots, size=(300, 160), seed=4)).convert("RGBA")
+    rgba.putalpha(Image.fromarray(np.where(np.arange(300)[None, :] < 120, 0, 255).repeat(160, 0).astype(np.uint8)))
+    see_through = folder / "milia-like" / "phone-alpha.png"
+    rgba.save(see_through)
+    palette = folder / "other" / "phone-palette.png"
+    Image.fromarray(skin_with_spots(spots, size=(200, 200), seed=5)).convert("P").save(palette)
+
+    out = tmp_path / "proc"
+    assert data_main(["build", "--sources", "none", "--image-folder", str(folder), "--out", str(out)]) == 0
+    cache = np.load(out / f"cache_{CANONICAL_SIZE}.npy", mmap_mode="r")
+    with open(out / "manifest.csv", newline="") as fh:
+        rows = {Path(r["path"]).name: r for r in csv.DictReader(fh)}
+    for photo in (turned, see_through, palette):
+        served = decode_path(photo).image
+        assert np.array_equal(cache[int(rows[photo.name]["cache_row"])], canonical_square(served)), photo.name
+    upright = cache[int(rows[turned.name]["cache_row"])]
+    assert upright[:10].mean() < 80 < upright[-10:].mean()  # the dark band is on top, as the person saw it
+    assert cache[int(rows[see_through.name]["cache_row"])][:, :10].min() > 240  # transparency is white
+    # Crop boxes are cut from the upright photo, as the close-up tools cut them.
+    crops, squares = read_crop_rows(out), open_crop_cache(out)
+    mine = [c for c in crops if c["cache_row"] == rows[turned.name]["cache_row"]]
+    assert mine, "the turned photo's spots must give crops"
+    for c in mine:
+        box = tuple(int(v) for v in c["box"].split(","))
+        assert np.array_equal(squares[int(c["crop_row"])], canonical_square(decode_path(turned).image.crop(box)))

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from triage.core.pixels import upright_rgb
 from triage.core.preprocess import CANONICAL_SIZE, canonical_square, crop_bottom
 from triage.data.card import data_card, render_data_card
 from triage.data.crops import build_crops
@@ -78,8 +79,7 @@ def scan_image(path: Path, crop_share: float = 0.0, check_mosaic: bool = False) 
         from io import BytesIO
 
         with Image.open(BytesIO(data)) as im:
-            im.load()
-            image = im.convert("RGB")
+            image = upright_rgb(im)  # as serving decodes it: EXIF orientation applied, alpha on white
     except (OSError, SyntaxError) as err:
         out.error = "truncated" if "truncated" in str(err).lower() else "unreadable"
         return out

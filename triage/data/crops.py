@@ -34,6 +34,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from triage.core.outcomes import OUTCOMES
+from triage.core.pixels import upright_rgb
 from triage.core.preprocess import CANONICAL_SIZE, canonical_square, crop_bottom
 from triage.data.labels import EXCLUDE, load_label_map
 from triage.data.lesions import KINDS_FOR_OUTCOME, find_spots, spot_crops
@@ -168,7 +169,7 @@ def crops_for_image(
     """
     try:
         with Image.open(path) as im:
-            image = crop_bottom(im.convert("RGB"), crop_share)
+            image = crop_bottom(upright_rgb(im), crop_share)
     except (OSError, ValueError, Image.DecompressionBombError):
         return []
     kinds = kinds_for(candidates.split(";")) if candidates else KINDS_FOR_OUTCOME[outcome]

@@ -28,9 +28,9 @@ import threading
 import warnings
 from dataclasses import dataclass
 
-import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
+from triage.core.pixels import apply_orientation, orientation_of, to_rgb
 from triage.inference import limits
 
 logger = logging.getLogger(__name__)
@@ -61,9 +61,9 @@ DRAFT_MIN_SIDE = 512
 _ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")
 _JPEG_FORMATS = ("JPEG", "MPO")
 #: Modes that Pillow resamples properly as they are (alpha premultiplied, 16 bits kept) and that
-#: :func:`_to_rgb` converts the same way at any size. Not here: palette and 1-bit images (Pillow resizes those
-#: nearest-neighbour only) and 32-bit integer or float (their scaling is chosen from the pixel range, which
-#: resampling overshoot can shift): those are converted first, then shrunk.
+#: :func:`triage.core.pixels.to_rgb` converts the same way at any size. Not here: palette and 1-bit images
+#: (Pillow resizes those nearest-neighbour only) and 32-bit integer or float (their scaling is chosen from the
+#: pixel range, which resampling overshoot can shift): those are converted first, then shrunk.
 _SHRINK_FIRST_MODES = frozenset(
     {"L", "LA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I;16", "I;16L", "I;16B", "I;16N"}
 )
@@ -159,49 +159,8 @@ def strip_metadata(image: Image.Image) -> Image.Image:
     EXIF, XMP and ICC profiles all live outside the pixel buffer.
     """
     if image.mode != "RGB":
-        image = _to_rgb(image)
+        image = to_rgb(image)
     return Image.frombytes("RGB", image.size, image.tobytes())
-
-
-def _composite_on_white(rgba: Image.Image) -> Image.Image:
-    """Flatten transparency onto white, as a viewer would show it (black would read as a dark photo)."""
-    background = Image.new("RGB", rgba.size, (255, 255, 255))
-    background.paste(rgba, mask=rgba.getchannel("A"))
-    return background
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to 8-bit RGB, flattening transparency onto white."""
-    mode = image.mode
-    if mode == "RGB":
-        return image
-    if mode in ("P", "PA"):
-        has_alpha = mode == "PA" or "transparency" in image.info
-        image = image.convert("RGBA" if has_alpha else "RGB")
-        return _composite_on_white(image) if has_alpha else image
-    if mode in ("RGBA", "LA", "La", "RGBa"):
-        return _composite_on_white(image.convert("RGBA"))
-    if mode.startswith("I") or mode == "F":
-        # 16-bit and float greyscale: Pillow's convert("L") clips instead of scaling, so scale ourselves.
-        arr = np.asarray(image).astype(np.float64)
-        if mode.startswith("I;16") or (mode == "I" and arr.size and arr.max() > 255):
-            arr = arr / 257.0
-        elif mode == "F" and arr.size and arr.max() <= 1.0:
-            arr = arr * 255.0
-        grey = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
-        return Image.fromarray(grey).convert("RGB")
-    # CMYK (Pillow undoes Adobe's inverted CMYK on decode), YCbCr, LAB, HSV, L, 1.
-    return image.convert("RGB")
-
-
-def _orientation(image: Image.Image) -> int:
-    """Return the EXIF orientation tag (1 when absent or unreadable)."""
-    try:
-        value = image.getexif().get(0x0112, 1)
-        return int(value) if value in range(1, 9) else 1
-    except Exception as err:  # Malformed EXIF must not block an otherwise fine photo.
-        logger.info("unreadable EXIF ignored: %s", type(err).__name__)
-        return 1
 
 
 def _count_frames(image: Image.Image) -> int:
@@ -313,7 +272,7 @@ def _decode(data: bytes, formats: list[str], max_side: int) -> DecodedPhoto:
             # caught there and the load below decoded it all again (seconds, for a 69-byte PNG claiming
             # 33554433 x 1). Nothing to draft outside JPEG, so load once, here. (Found by bench/fuzz_decode.py.)
             im.load()
-        orientation = _orientation(im)
+        orientation = orientation_of(im)
         original_size = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
         if is_jpeg:
@@ -330,8 +289,8 @@ def _decode(data: bytes, formats: list[str], max_side: int) -> DecodedPhoto:
             # converting 16-bit or alpha pixels takes several times its size (a 40 MP 16-bit PNG of 90 KB
             # needed ~1 GB). In place, so the metadata that orientation reads below stays attached.
             _shrink(im, max_side)
-        oriented = _apply_orientation(im, orientation)
-        rgb = _to_rgb(oriented)
+        oriented = apply_orientation(im, orientation)
+        rgb = to_rgb(oriented)
         _shrink(rgb, max_side)  # the modes converted at full size (palette, 1-bit, 32-bit)
         clean = strip_metadata(rgb)
 
@@ -345,17 +304,6 @@ def _shrink(image: Image.Image, max_side: int) -> None:
         # 16-bit images, so those are resampled directly.
         gap = None if image.mode.startswith("I;16") else 3.0
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=gap)
-
-
-def _apply_orientation(image: Image.Image, orientation: int) -> Image.Image:
-    """Rotate/flip per EXIF; a malformed tag leaves the photo as stored rather than failing."""
-    if orientation == 1:
-        return image
-    try:
-        return ImageOps.exif_transpose(image)
-    except Exception as err:
-        logger.info("EXIF orientation not applied: %s", type(err).__name__)
-        return image
 
 
 def decode_path(path: str | os.PathLike[str], max_side: int = DEFAULT_MAX_SIDE) -> DecodedPhoto:

@@ -65,8 +65,9 @@ def main() -> None:
     t0 = time.time()
     triage = Triage.load(args.checkpoint, threads=2)
     meta = triage.meta
-    cache, splits, fingerprint = load_splits(Path(args.data))
-    crops = open_crop_cache(Path(args.data))
+    size = int(meta["canonical_size"])  # the squares the model was trained on
+    cache, splits, fingerprint = load_splits(Path(args.data), canonical_size=size)
+    crops = open_crop_cache(Path(args.data), size)
     if crops is None:
         raise SystemExit(f"{args.data} has no lesion-centred crops: rebuild it (python -m triage.data crops)")
     probs = {}

@@ -33,6 +33,7 @@ import torch
 from triage.core import metrics as M
 from triage.core.outcomes import OUTCOMES
 from triage.core.policy import Thresholds, choose_thresholds, decide, softmax
+from triage.core.preprocess import CANONICAL_SIZE
 from triage.core.transforms import colour_of
 from triage.data.crops import open_crop_cache
 from triage.inference.engine import Triage
@@ -102,10 +103,18 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     t0 = time.time()
     torch.set_num_threads(args.threads)
-    cache, splits, fingerprint = load_splits(Path(args.data))
-    crops = open_crop_cache(Path(args.data))
-    if crops is None:
-        raise SystemExit(f"{args.data} has no lesion-centred crops: rebuild it (python -m triage.data crops)")
+    caches: dict[int, tuple] = {}  # squares by side: each checkpoint is scored on the side it was trained on
+
+    def squares(size: int) -> tuple:
+        if size not in caches:
+            cache, splits, fingerprint = load_splits(Path(args.data), canonical_size=size)
+            crops = open_crop_cache(Path(args.data), size)
+            if crops is None:
+                raise SystemExit(f"{args.data} has no lesion-centred crops: rebuild it (python -m triage.data crops)")
+            caches[size] = (cache, crops, splits, fingerprint)
+        return caches[size]
+
+    _, _, splits, fingerprint = squares(CANONICAL_SIZE)
     sets = {"test": ("test", slice(None)), "closeup": ("test_crops", slice(None))}
     if Path(args.verified).exists():
         sets["closeup_verified"] = ("test_crops", verified_crop_positions(Path(args.verified), Path(args.data)))
@@ -114,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = Triage.load(ckpt, threads=args.threads)
         if engine.meta["data_fingerprint"] != fingerprint:  # scored on another split, test photos may be trained on
             raise SystemExit(f"{ckpt} was trained on another build ({engine.meta['data_fingerprint'][:8]})")
+        cache, crops, _, _ = squares(int(engine.meta["canonical_size"]))
         plain.append(calibrated(engine, cache, crops, splits, mirrored=False))
         flipped.append(calibrated(engine, cache, crops, splits, mirrored=True))
         step_ms.append(statistics.median(time_model_step(engine, benchmark_input(engine), args.step_repeats)))

@@ -73,7 +73,7 @@ def main() -> None:
     # Verified like everything else that loads a model: the run's sidecar must match.
     shipped, meta = load_model(run / "model.pt")
     cfg = meta["train_config"]
-    cache, splits, fingerprint = load_splits(Path(cfg["data"]))
+    cache, splits, fingerprint = load_splits(Path(cfg["data"]), canonical_size=int(meta["canonical_size"]))
     tight_test = tight_crop(np.asarray(cache[splits["test"].rows]))
     standard = build_model(cfg["arch"], len(meta["classes"]), None, cfg["dropout"])
     standard.load_state_dict(torch.load(run / "baseline_last.pt", map_location="cpu", weights_only=True)["best_model"])

@@ -96,6 +96,7 @@ def checkpoint_meta(
     data_fingerprint: str,
     ood: dict,
     dropout: float,
+    canonical_size: int = CANONICAL_SIZE,
     **extra,
 ) -> dict:
     """The metadata every checkpoint carries; ``extra`` adds optional keys (metrics, diagnoses, train config...).
@@ -109,7 +110,7 @@ def checkpoint_meta(
         "arch": arch,
         "classes": list(classes),
         "image_size": int(image_size),
-        "canonical_size": CANONICAL_SIZE,
+        "canonical_size": int(canonical_size),
         "mean": list(mean),
         "std": list(std),
         "temperature": float(temperature),

@@ -7,7 +7,8 @@ seeded, stratified, group-aware train / val / test splits and writes:
 
 * ``manifest.csv`` - one row per kept image (path, outcome, source, labels,
   group, split, fitzpatrick, sha256, cache_row);
-* ``cache_<size>.npy`` - canonical squares of every kept image, for fast training;
+* ``cache_<size>.npy`` - canonical squares of every kept image, for fast training (176 px; other sides
+  on demand: ``python -m triage.data cache --size 256``, :mod:`triage.data.cache`);
 * ``DATA_CARD.md`` and ``data_card.json`` - counts, drops, duplicate groups;
 * ``fingerprint.txt`` - sha256 of the sorted (sha256, split) pairs.
 """
@@ -32,6 +33,7 @@ from tqdm import tqdm
 
 from triage.core.pixels import upright_rgb
 from triage.core.preprocess import CANONICAL_SIZE, canonical_square, crop_bottom
+from triage.data.cache import photo_cache_path, write_caches
 from triage.data.card import data_card, render_data_card
 from triage.data.crops import build_crops
 from triage.data.dedupe import UnionFind, find_pairs, signature
@@ -198,7 +200,7 @@ def build(
 
     if cache:
         arr = np.lib.format.open_memmap(
-            out / f"cache_{CANONICAL_SIZE}.npy",
+            photo_cache_path(out, CANONICAL_SIZE),
             mode="w+",
             dtype=np.uint8,
             shape=(len(kept), CANONICAL_SIZE, CANONICAL_SIZE, 3),
@@ -308,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--no-cache", action="store_true", help="skip writing the image cache")
     b.add_argument("--no-crops", action="store_true", help="skip the lesion-centred crops")
+    q = sub.add_parser("cache", help="write an existing build's squares (photos and crops) at another side")
+    q.add_argument("--size", type=int, required=True, help="side of the squares in pixels, e.g. 256")
+    q.add_argument("--out", default="data/processed")
+    q.add_argument("--workers", type=int, default=2)
     c = sub.add_parser("crops", help="cut the lesion-centred crops of an existing build again")
     c.add_argument("--out", default="data/processed")
     c.add_argument("--workers", type=int, default=2)
@@ -320,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "manifest":
         n = write_split_manifest(args.out, args.split, args.csv, closeups=args.closeups)
         print(f"{args.csv}: {n} rows")
+        return 0
+    if args.cmd == "cache":
+        print(json.dumps(write_caches(Path(args.out), args.size, args.workers), indent=1))
         return 0
     if args.cmd == "crops":
         crops = recut_crops(Path(args.out), args.workers)

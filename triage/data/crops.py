@@ -36,6 +36,7 @@ from tqdm import tqdm
 from triage.core.outcomes import OUTCOMES
 from triage.core.pixels import upright_rgb
 from triage.core.preprocess import CANONICAL_SIZE, canonical_square, crop_bottom
+from triage.data.cache import crop_cache_path, missing_cache_message
 from triage.data.labels import EXCLUDE, load_label_map
 from triage.data.lesions import KINDS_FOR_OUTCOME, find_spots, spot_crops
 
@@ -238,7 +239,7 @@ def build_crops(parents: list[dict], out: Path, workers: int = 2) -> dict:
             results = list(tqdm(pool.map(_job, jobs, chunksize=16), total=len(jobs), desc="crops", unit="img"))
     n = sum(len(r) for r in results)
     arr = np.lib.format.open_memmap(
-        out / f"crops_{CANONICAL_SIZE}.npy", mode="w+", dtype=np.uint8, shape=(n, CANONICAL_SIZE, CANONICAL_SIZE, 3)
+        crop_cache_path(out, CANONICAL_SIZE), mode="w+", dtype=np.uint8, shape=(n, CANONICAL_SIZE, CANONICAL_SIZE, 3)
     )
     counts: dict = defaultdict(lambda: defaultdict(Counter))
     photos = Counter()
@@ -303,7 +304,15 @@ def read_crop_rows(data_dir: Path, candidates: bool = False) -> list[dict]:
     return rows if candidates else [r for r in rows if not r["candidates"]]
 
 
-def open_crop_cache(data_dir: Path) -> np.ndarray | None:
-    """The crop cache, memory-mapped (``None`` for a build without crops)."""
-    path = Path(data_dir) / f"crops_{CANONICAL_SIZE}.npy"
-    return np.load(path, mmap_mode="r") if path.exists() else None
+def open_crop_cache(data_dir: Path, size: int = CANONICAL_SIZE) -> np.ndarray | None:
+    """The crop cache of side ``size``, memory-mapped (``None`` for a build without crops).
+
+    Raises:
+        FileNotFoundError: the build cut crops, but holds no squares of that side yet (:mod:`triage.data.cache`).
+    """
+    path = crop_cache_path(data_dir, size)
+    if path.exists():
+        return np.load(path, mmap_mode="r")
+    if size != CANONICAL_SIZE and read_crop_rows(data_dir):
+        raise FileNotFoundError(missing_cache_message(path, size))
+    return None

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import yaml
 
+from triage.core.preprocess import CANONICAL_SIZE
+
 
 @dataclass
 class TrainConfig:
@@ -24,6 +26,10 @@ class TrainConfig:
     init_weights: str | None = None  # None: the backbone's default ImageNet file/enum
     weights_dir: str = "../shared/weights"
     image_size: int = 160
+    # Side of the canonical squares the run reads from the build (triage.data.cache); the checkpoint records it
+    # and serving cuts its squares at that side. Every build holds CANONICAL_SIZE (176 px), which a larger
+    # model input upsamples.
+    canonical_size: int = CANONICAL_SIZE
     epochs: int = 8
     batch_size: int = 48
     lr: float = 1.5e-3

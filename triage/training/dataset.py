@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from triage.core.outcomes import OUTCOMES
 from triage.core.preprocess import CANONICAL_SIZE, colour_constancy
+from triage.data.cache import missing_cache_message, photo_cache_path
 from triage.data.crops import read_crop_rows
 from triage.data.diagnoses import diagnosis_key
 
@@ -60,16 +61,20 @@ def _split_from_rows(rows: list[dict], row_key: str) -> Split:
 
 
 def load_splits(
-    data_dir: Path, holdout_source: str = "", candidates: bool = False
+    data_dir: Path, holdout_source: str = "", candidates: bool = False, canonical_size: int = CANONICAL_SIZE
 ) -> tuple[np.ndarray, dict[str, Split], str]:
     """Load the image cache (memory-mapped), the splits and the data fingerprint.
 
     Besides ``train``, ``val`` and ``test``, the dict holds the close-up sets ``train_crops``, ``val_crops``
     and ``test_crops`` (empty when the build cut no lesion-centred crops; their ``rows`` index the crop cache,
     :func:`triage.data.crops.open_crop_cache`), and with ``holdout_source`` also ``holdout`` (every photo of that
-    source, whatever its split) and ``holdout_crops``, while the other sets lose that source.
+    source, whatever its split) and ``holdout_crops``, while the other sets lose that source. ``canonical_size``
+    picks the squares' side (:mod:`triage.data.cache`).
     """
-    cache = np.load(data_dir / f"cache_{CANONICAL_SIZE}.npy", mmap_mode="r")
+    path = photo_cache_path(data_dir, canonical_size)
+    if not path.exists() and canonical_size != CANONICAL_SIZE:
+        raise FileNotFoundError(missing_cache_message(path, canonical_size))
+    cache = np.load(path, mmap_mode="r")
     with open(data_dir / "manifest.csv", newline="") as fh:
         photos = list(csv.DictReader(fh))
     crop_rows = read_crop_rows(data_dir, candidates)

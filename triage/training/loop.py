@@ -129,7 +129,7 @@ def _make_loader(
     tr = splits["train"]
     tf, crop_tf = _train_transforms(cfg, aug_seed)
     crops = None
-    crop_cache = open_crop_cache(Path(cfg.data)) if cfg.lesion_crop_p > 0 else None
+    crop_cache = open_crop_cache(Path(cfg.data), cfg.canonical_size) if cfg.lesion_crop_p > 0 else None
     train_crops = training_crops(splits["train_crops"], cfg.partial_labels)
     if crop_cache is not None and len(train_crops.rows):
         crops = (crop_cache, crops_by_photo(tr, train_crops), cfg.lesion_crop_p, crop_tf)

@@ -58,7 +58,7 @@ def run(cfg: TrainConfig, resume_dir: str | None = None) -> Path:
     logging.getLogger("triage").setLevel(logging.INFO)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
     t_start = time.time()
-    cache, splits, fp = load_splits(Path(cfg.data), cfg.holdout_source, cfg.partial_labels)
+    cache, splits, fp = load_splits(Path(cfg.data), cfg.holdout_source, cfg.partial_labels, cfg.canonical_size)
 
     model, history = train_model(cfg, cache, splits, run_dir, resume=resume_dir is not None, dist_info=dd)
     train_seconds = time.time() - t_start
@@ -92,7 +92,7 @@ class Fitted:
 def calibrate_and_evaluate(model: nn.Module, cfg: TrainConfig, cache, splits: dict, device=None) -> Fitted:
     """Fit temperature, thresholds and the OOD gate on validation, then score every other set at that point."""
     spec = BACKBONES[cfg.arch]
-    crop_cache = open_crop_cache(Path(cfg.data))
+    crop_cache = open_crop_cache(Path(cfg.data), cfg.canonical_size)
     val, test = splits["val"], splits["test"]
 
     def logits_of(name: str, want_features: bool = False):
@@ -162,6 +162,7 @@ def run_meta(cfg: TrainConfig, fitted: Fitted, report: dict, splits: dict, fp: s
         arch=cfg.arch,
         classes=list(OUTCOMES),
         image_size=cfg.image_size,
+        canonical_size=cfg.canonical_size,
         mean=spec.mean,
         std=spec.std,
         colour_constancy=cfg.colour_constancy,
@@ -183,7 +184,7 @@ def run_meta(cfg: TrainConfig, fitted: Fitted, report: dict, splits: dict, fp: s
 
 def _run_other_rank(cfg: TrainConfig, dd: DistInfo, run_dir: Path, resume_dir: str | None) -> Path:
     """A DDP rank other than 0: take part in every training, write nothing, leave when training is done."""
-    cache, splits, _ = load_splits(Path(cfg.data), cfg.holdout_source, cfg.partial_labels)
+    cache, splits, _ = load_splits(Path(cfg.data), cfg.holdout_source, cfg.partial_labels, cfg.canonical_size)
     train_model(cfg, cache, splits, run_dir, resume=resume_dir is not None, dist_info=dd)
     if cfg.baseline:
         train_model(standard_recipe_config(cfg), cache, splits, run_dir, tag="baseline", dist_info=dd)

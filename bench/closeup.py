@@ -32,12 +32,11 @@ import numpy as np
 import torch
 
 from triage.core import metrics as M
-from triage.core.policy import Thresholds, choose_thresholds, decide, softmax
-from triage.core.transforms import colour_of
+from triage.core.policy import Thresholds, choose_thresholds, decide
 from triage.data.crops import open_crop_cache
 from triage.inference.engine import Triage
 from triage.research.closeups import verified_crop_positions
-from triage.training import images_for, load_splits, predict_logits
+from triage.training import calibrated_probs, images_for, load_splits
 
 SETS = ("val", "val_crops", "test", "test_crops")
 
@@ -54,14 +53,14 @@ def ranking(probs: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict:
     return M.ranking(probs, y) | M.ranking_cis(probs, y, groups=groups)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     """Score and print / write the JSON."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", default="models/triage-mnv3s.pt")
     p.add_argument("--data", default="data/processed")
     p.add_argument("--out", default="results/closeup.json")
     p.add_argument("--verified", default="results/verified_closeups.csv", help="verdicts (skipped when absent)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     t0 = time.time()
     triage = Triage.load(args.checkpoint, threads=2)
     meta = triage.meta
@@ -70,18 +69,8 @@ def main() -> None:
     crops = open_crop_cache(Path(args.data), size)
     if crops is None:
         raise SystemExit(f"{args.data} has no lesion-centred crops: rebuild it (python -m triage.data crops)")
-    probs = {}
-    for name in SETS:
-        logits = predict_logits(
-            triage.model,
-            images_for(name, cache, crops),
-            splits[name].rows,
-            meta["image_size"],
-            meta["mean"],
-            meta["std"],
-            colour=colour_of(meta),
-        )
-        probs[name] = softmax(logits, meta["temperature"])
+    images_of = {name: images_for(name, cache, crops) for name in SETS}
+    probs = calibrated_probs(triage.model, meta, images_of, splits, SETS)
     chosen, point = choose_thresholds(
         probs["val"], splits["val"].y, also={"closeup": (probs["val_crops"], splits["val_crops"].y)}
     )
@@ -101,8 +90,9 @@ def main() -> None:
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text + "\n")
+    return 0
 
 
 if __name__ == "__main__":
     torch.set_num_threads(2)
-    main()
+    raise SystemExit(main())

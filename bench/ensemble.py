@@ -32,14 +32,13 @@ import torch
 
 from triage.core import metrics as M
 from triage.core.outcomes import OUTCOMES
-from triage.core.policy import Thresholds, choose_thresholds, decide, softmax
+from triage.core.policy import Thresholds, choose_thresholds, decide
 from triage.core.preprocess import CANONICAL_SIZE
-from triage.core.transforms import colour_of
 from triage.data.crops import open_crop_cache
 from triage.inference.engine import Triage
 from triage.research.closeups import verified_crop_positions
 from triage.research.step_timing import benchmark_input, time_model_step
-from triage.training import images_for, load_splits, predict_logits
+from triage.training import calibrated_probs, images_for, load_splits
 
 SETS = ("val", "val_crops", "test", "test_crops")
 PUSTULE = OUTCOMES.index("pustule")
@@ -57,16 +56,10 @@ class Mirrored:
 
 def calibrated(engine: Triage, cache, crops, splits: dict, mirrored: bool) -> dict[str, np.ndarray]:
     """Calibrated probabilities of every set in :data:`SETS` for one checkpoint."""
-    meta, out = engine.meta, {}
-    for name in SETS:
-        images = images_for(name, cache, crops)
-        images = Mirrored(images) if mirrored else images
-        logits = predict_logits(
-            engine.model, images, splits[name].rows, meta["image_size"], meta["mean"], meta["std"],
-            colour=colour_of(meta),
-        )  # fmt: skip
-        out[name] = softmax(logits, meta["temperature"])
-    return out
+    images_of = {name: images_for(name, cache, crops) for name in SETS}
+    if mirrored:
+        images_of = {name: Mirrored(images) for name, images in images_of.items()}
+    return calibrated_probs(engine.model, engine.meta, images_of, splits, SETS)
 
 
 def at_point(probs: np.ndarray, y: np.ndarray, t: Thresholds) -> dict:

@@ -1,4 +1,8 @@
-"""bench/ensemble.py on a tiny build: every variant scored, mirrored inputs really mirrored, costs added up."""
+"""bench/ensemble.py and bench/closeup.py on a tiny build.
+
+Ensembles: every variant scored, mirrored inputs really mirrored, costs added up. Close-ups: every set scored
+under both policies, and the same calibrated probabilities as the ensemble bench for one checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from triage.data.sources import read_manifest
 from triage.testing.synthetic import write_tiny_checkpoint, write_tiny_dataset
 
 bench = load_script("bench/ensemble.py")
+closeup = load_script("bench/closeup.py")
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +72,21 @@ def test_a_checkpoint_of_another_split_is_refused(tiny, tmp_path):
     other = write_tiny_checkpoint(tmp_path / "other.pt")  # fingerprint 000...: not this build
     with pytest.raises(SystemExit, match="another build"):
         bench.main(["--checkpoints", str(other), "--data", str(tiny["proc"]), "--verified", str(tiny["verified"])])
+
+
+def test_closeup_bench_scores_every_set_under_both_policies(tiny, tmp_path):
+    out = tmp_path / "closeup.json"
+    argv = ["--checkpoint", str(tiny["ckpts"][0]), "--data", str(tiny["proc"]), "--verified", str(tiny["verified"])]
+    assert closeup.main([*argv, "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    sets = {"val", "val_crops", "test", "test_crops", "test_crops_verified"}
+    assert set(result["ranking"]) == sets
+    for policy in ("shipped", "photos_and_closeups"):
+        assert set(result[policy]) - {"thresholds", "validation_point"} == sets
+        assert result[policy]["test_crops_verified"]["n"] < result[policy]["test_crops"]["n"]
+    # One checkpoint scored by both benches: the same probabilities, so the same ranking on test.
+    ens = tmp_path / "ensemble.json"
+    one = ["--checkpoints", str(tiny["ckpts"][0]), *argv[2:]]
+    assert bench.main([*one, "--out", str(ens), "--step-repeats", "1"]) == 0
+    alone = json.loads(ens.read_text())["variants"]["0"]["test"]
+    assert alone["refer_auc"] == result["ranking"]["test"]["refer_auc"]

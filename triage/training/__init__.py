@@ -9,7 +9,7 @@ sees), :mod:`.augment`, :mod:`.loop` (one epoch, validation, the saved state), :
 from triage.training.config import TrainConfig, seed_everything
 from triage.training.dataset import CachedImages, Split, images_for, load_splits
 from triage.training.distributed import DistInfo, init_distributed
-from triage.training.evaluation import evaluate_arrays, predict_logits, recalibrate_batchnorm
+from triage.training.evaluation import calibrated_probs, evaluate_arrays, predict_logits, recalibrate_batchnorm
 from triage.training.loop import train_model
 from triage.training.run import run
 from triage.training.sampling import DistributedWeightedSampler, sample_weights
@@ -20,6 +20,7 @@ __all__ = [
     "DistributedWeightedSampler",
     "Split",
     "TrainConfig",
+    "calibrated_probs",
     "evaluate_arrays",
     "images_for",
     "init_distributed",

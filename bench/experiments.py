@@ -259,7 +259,8 @@ def table() -> str:
     with open(RESULTS, newline="") as fh:
         rows = list(csv.DictReader(fh))
     lines = [
-        "| experiment | epochs | seed | test: AUC / useful at 95 | test: refer sens. / benign useful. / bal. acc. | "
+        "| experiment (`run <name>`) | epochs | seed | test: AUC / useful at 95 | "
+        "test: refer sens. / benign useful. / bal. acc. | "
         "close-up: AUC / useful at 95 | close-up: refer sens. / benign useful. / milia R / pustule R | "
         "held-out source: AUC / useful at 95 / refer sens. / benign useful. | model step | wall |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -273,7 +274,7 @@ def table() -> str:
         )
         step = f"{r['model_step_ms']} ms" if r.get("model_step_ms") else "-"
         lines.append(
-            f"| {r['lever']} | {r['epochs']} | {r.get('seed') or '-'} | {ranking_cell(r, 'test')} | "
+            f"| `{r['name']}`: {r['lever']} | {r['epochs']} | {r.get('seed') or '-'} | {ranking_cell(r, 'test')} | "
             f"{r['test_refer_sensitivity']} / **{r['test_benign_usefulness']}** / {r['test_balanced_accuracy']} | "
             f"{ranking_cell(r, 'closeup')} | {r['closeup_refer_sensitivity']} / **{r['closeup_benign_usefulness']}** "
             f"/ {r['closeup_milia_recall']} / {r['closeup_pustule_recall']} | {held} | {step} | "

@@ -65,7 +65,7 @@ def test_rows_carry_the_ranking_with_intervals_and_older_runs_leave_it_empty(tmp
     lines = exp.table().splitlines()
     lo, hi = s["refer_auc_ci95"]
     assert f"{s['refer_auc']} ({lo}–{hi})" in next(line for line in lines if "leave-one-source-out" in line)
-    assert "| 3 | - | - |" in next(line for line in lines if line.startswith("| lesion-centred crops: on"))
+    assert "| 3 | - | - |" in next(line for line in lines if line.startswith(f"| `{screen}`: lesion-centred crops: on"))
 
 
 def test_compute_flags_reach_train_py_but_not_the_recorded_command():

@@ -36,7 +36,7 @@ from triage.core.policy import Thresholds, choose_thresholds, decide
 from triage.data.crops import open_crop_cache
 from triage.inference.engine import Triage
 from triage.research.closeups import verified_crop_positions
-from triage.training import calibrated_probs, images_for, load_splits
+from triage.training import calibrated_probs, load_splits
 
 SETS = ("val", "val_crops", "test", "test_crops")
 
@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     crops = open_crop_cache(Path(args.data), size)
     if crops is None:
         raise SystemExit(f"{args.data} has no lesion-centred crops: rebuild it (python -m triage.data crops)")
-    images_of = {name: images_for(name, cache, crops) for name in SETS}
-    probs = calibrated_probs(triage.model, meta, images_of, splits, SETS)
+    probs = calibrated_probs(triage.model, meta, cache, crops, splits, SETS)
     chosen, point = choose_thresholds(
         probs["val"], splits["val"].y, also={"closeup": (probs["val_crops"], splits["val_crops"].y)}
     )

@@ -38,7 +38,7 @@ from triage.data.crops import open_crop_cache
 from triage.inference.engine import Triage
 from triage.research.closeups import verified_crop_positions
 from triage.research.step_timing import benchmark_input, time_model_step
-from triage.training import calibrated_probs, images_for, load_splits
+from triage.training import calibrated_probs, load_splits
 
 SETS = ("val", "val_crops", "test", "test_crops")
 PUSTULE = OUTCOMES.index("pustule")
@@ -56,10 +56,9 @@ class Mirrored:
 
 def calibrated(engine: Triage, cache, crops, splits: dict, mirrored: bool) -> dict[str, np.ndarray]:
     """Calibrated probabilities of every set in :data:`SETS` for one checkpoint."""
-    images_of = {name: images_for(name, cache, crops) for name in SETS}
     if mirrored:
-        images_of = {name: Mirrored(images) for name, images in images_of.items()}
-    return calibrated_probs(engine.model, engine.meta, images_of, splits, SETS)
+        cache, crops = Mirrored(cache), Mirrored(crops)
+    return calibrated_probs(engine.model, engine.meta, cache, crops, splits, SETS)
 
 
 def at_point(probs: np.ndarray, y: np.ndarray, t: Thresholds) -> dict:

@@ -106,16 +106,14 @@ def write_caches(data_dir: Path, size: int, workers: int = 2) -> dict:
     if crops:
         if [int(r["crop_row"]) for r in crops] != list(range(len(crops))):
             raise ValueError(f"{data_dir}/crops.csv: crop rows are not 0..n-1")
-        # Crop rows of one photo are consecutive: each photo is decoded once for all its boxes.
-        jobs = []
+        # Each photo is decoded once for all its boxes (the build writes a photo's crops one after another).
+        by_photo: dict[int, list[tuple[int, ...]]] = {}
         for r in crops:
-            box = tuple(int(v) for v in r["box"].split(","))
-            parent = parents[int(r["cache_row"])]
-            if jobs and jobs[-1][0] == parent["path"] and jobs[-1][4] == r["candidates"]:
-                jobs[-1][3].append(box)
-            else:
-                jobs.append((parent["path"], parent["crop_bottom"], size, [box], r["candidates"]))
-        jobs = [j[:4] for j in jobs]
+            by_photo.setdefault(int(r["cache_row"]), []).append(tuple(int(v) for v in r["box"].split(",")))
+        runs = 1 + sum(a["cache_row"] != b["cache_row"] for a, b in zip(crops, crops[1:], strict=False))
+        if runs != len(by_photo):  # the squares are written photo by photo, so they must follow crop_row
+            raise ValueError(f"{data_dir}/crops.csv: a photo's crops are not consecutive")
+        jobs = [(parents[i]["path"], parents[i]["crop_bottom"], size, boxes) for i, boxes in by_photo.items()]
         _write(crop_cache_path(data_dir, size), jobs, len(crops), size, workers, f"crops at {size} px")
         out["crops"] = len(crops)
     out["wall_seconds"] = round(time.time() - t0, 1)

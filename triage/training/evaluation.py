@@ -11,7 +11,7 @@ from triage.core.outcomes import OUTCOMES
 from triage.core.policy import Thresholds, decide, softmax
 from triage.core.transforms import colour_of, eval_batch
 from triage.models.backbones import classify_features, features
-from triage.training.dataset import Split
+from triage.training.dataset import Split, images_for
 
 
 @torch.no_grad()
@@ -38,21 +38,21 @@ def predict_logits(
     return logits
 
 
-def calibrated_probs(model: nn.Module, meta: dict, images_of: dict, splits: dict, names) -> dict[str, np.ndarray]:
+def calibrated_probs(model: nn.Module, meta: dict, cache, crop_cache, splits: dict, names) -> dict[str, np.ndarray]:
     """A checkpoint's calibrated probabilities on cached sets, as serving would compute them.
 
     Args:
         model: the checkpoint's network.
         meta: its metadata (input side, normalisation, colour constancy, temperature).
-        images_of: for each set name, the array its ``rows`` index (``dataset.images_for``).
+        cache: the photo squares; crop_cache: the crop squares (``*_crops`` sets index it, see ``images_for``).
         splits: the sets (``dataset.load_splits``).
         names: the sets to score.
     """
     out = {}
     for name in names:
         logits = predict_logits(
-            model, images_of[name], splits[name].rows, meta["image_size"], meta["mean"], meta["std"],
-            colour=colour_of(meta),
+            model, images_for(name, cache, crop_cache), splits[name].rows, meta["image_size"], meta["mean"],
+            meta["std"], colour=colour_of(meta),
         )  # fmt: skip
         out[name] = softmax(logits, meta["temperature"])
     return out

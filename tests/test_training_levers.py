@@ -29,7 +29,7 @@ from triage.data.build import build
 from triage.data.sources import read_manifest
 from triage.inference.decode import decode_path
 from triage.inference.engine import Triage
-from triage.models.backbones import BACKBONES
+from triage.models.backbones import BACKBONES, build_model, freeze_leading_features
 from triage.testing.synthetic import cast_and_grain, synthetic_photo, write_tiny_checkpoint, write_tiny_dataset
 from triage.training import CachedImages, TrainConfig, load_splits, predict_logits, run, seed_everything, train_model
 from triage.training.ema import WeightEMA, ema_decay_at
@@ -190,16 +190,23 @@ def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_with_ema_reproduces_an_uninterrupted_run(proc, tmp_path, monkeypatch):
-    # A loader worker, lesion crops and dropout: every kind of draw an epoch makes.
-    cfg = _config(proc, tmp_path, epochs=2, max_batches=2, ema_decay=0.9, lesion_crop_p=0.5, workers=1)
-    cache, splits, _ = load_splits(proc)
-    real_save = torch.save
+def _keep_saves(monkeypatch, real_save) -> list[dict]:
+    """Make ``torch.save`` also keep a copy of everything saved, in order (the list returned)."""
     saved: list[dict] = []
 
     def save_and_keep(obj, path, *args, **kwargs):
         real_save(obj, path, *args, **kwargs)
         saved.append(copy.deepcopy(obj))
+
+    monkeypatch.setattr(torch, "save", save_and_keep)
+    return saved
+
+
+def test_resume_with_ema_reproduces_an_uninterrupted_run(proc, tmp_path, monkeypatch):
+    # A loader worker, lesion crops and dropout: every kind of draw an epoch makes.
+    cfg = _config(proc, tmp_path, epochs=2, max_batches=2, ema_decay=0.9, lesion_crop_p=0.5, workers=1)
+    cache, splits, _ = load_splits(proc)
+    real_save = torch.save
 
     def save_and_stop(obj, path, *args, **kwargs):
         real_save(obj, path, *args, **kwargs)
@@ -211,7 +218,7 @@ def test_resume_with_ema_reproduces_an_uninterrupted_run(proc, tmp_path, monkeyp
 
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     whole.mkdir(), cut.mkdir()
-    monkeypatch.setattr(torch, "save", save_and_keep)
+    saved = _keep_saves(monkeypatch, real_save)
     model_whole, _ = train(whole)
     monkeypatch.setattr(torch, "save", save_and_stop)
     with pytest.raises(_Stopped):
@@ -228,3 +235,42 @@ def test_resume_with_ema_reproduces_an_uninterrupted_run(proc, tmp_path, monkeyp
     assert len(saved) == 2
     assert any(_same(a["best_model"], s["ema"]) for s in saved)
     assert not any(_same(a["best_model"], s["model"]) for s in saved)
+
+
+# -- frozen leading layers ------------------------------------------------------------------------------
+
+
+def test_freezing_stops_gradients_only_in_the_leading_feature_modules():
+    model = build_model("mobilenet_v3_small", 4)
+    n = freeze_leading_features(model, 3)
+    assert n == len(list(model.features[:3].parameters())) > 0
+    assert not any(p.requires_grad for p in model.features[:3].parameters())
+    assert all(p.requires_grad for p in model.features[3:].parameters())
+    assert all(p.requires_grad for p in model.classifier.parameters())
+    assert freeze_leading_features(build_model("mobilenet_v3_small", 4), 0) == 0
+    with pytest.raises(ValueError, match="cannot freeze"):
+        freeze_leading_features(model, len(model.features) + 1)
+
+
+def test_a_run_with_frozen_layers_keeps_their_weights_and_resumes(proc, tmp_path, monkeypatch):
+    cfg = _config(proc, tmp_path, name="frozen", epochs=2, max_batches=2, frozen_features=2, ema_decay=0.9)
+    cache, splits, _ = load_splits(proc)
+    real_save = torch.save
+    saved = _keep_saves(monkeypatch, real_save)
+    seed_everything(cfg.seed)
+    train_model(copy.deepcopy(cfg), cache, splits, tmp_path)
+    monkeypatch.setattr(torch, "save", real_save)
+    first, second = (s["model"] for s in saved)
+    weights = [k for k in second if k.endswith("weight")]
+    frozen = [k for k in weights if k.startswith(("features.0.", "features.1."))]
+    assert frozen and len(frozen) < len(weights)
+    for k in weights:  # the second epoch moved every trained weight and no frozen one
+        assert torch.equal(first[k], second[k]) == (k in frozen), k
+    # The optimiser holds the trained parameters only; a resumed run loads it and goes on.
+    fresh = build_model("mobilenet_v3_small", 4)
+    n_frozen = freeze_leading_features(fresh, 2)
+    assert len(saved[-1]["optimizer"]["state"]) == len(list(fresh.parameters())) - n_frozen
+    more = copy.deepcopy(cfg)
+    more.epochs = 3
+    _, history = train_model(more, cache, splits, tmp_path, resume=True)
+    assert [h["epoch"] for h in history] == [1, 2, 3]

@@ -217,6 +217,29 @@ def build_model(
     return _replace_head(model, num_classes, dropout, groups)
 
 
+def freeze_leading_features(model: nn.Module, n: int) -> int:
+    """Keep the ImageNet weights of the first ``n`` modules of ``model.features``: no gradient, no update.
+
+    Training cost on a CPU sits in the high-resolution layers: freezing EfficientNet-Lite0's stem and first
+    three blocks (``n = 6``: the 112 and 56 px stages, generic edge and texture filters) halves a training
+    step, since backpropagation stops before them. Their batch-norm layers still follow the data (batch
+    statistics in training, re-estimated before validation), so only learned weights are kept.
+
+    Args:
+        model: a network with a ``features`` stack (every backbone here).
+        n: how many leading modules to freeze; 0 leaves the model as it is.
+
+    Returns:
+        the number of parameter tensors frozen.
+    """
+    if n < 0 or n > len(model.features):
+        raise ValueError(f"cannot freeze {n} of the {len(model.features)} feature modules")
+    frozen = list(model.features[:n].parameters())
+    for p in frozen:
+        p.requires_grad_(False)
+    return len(frozen)
+
+
 def model_for_checkpoint(meta: dict) -> nn.Module:
     """An untrained network shaped like the checkpoint with this ``meta``, ready for its ``state_dict``.
 

@@ -186,6 +186,8 @@ def recipe_summary(meta: dict) -> str:
         parts.append("partial labels for multi-outcome crops")
     if float(cfg.get("ema_decay") or 0) > 0:
         parts.append(f"EMA of the weights ({cfg['ema_decay']})")
+    if int(cfg.get("frozen_features") or 0) > 0:
+        parts.append(f"first {cfg['frozen_features']} backbone modules kept at ImageNet weights")
     # A checkpoint trained before the option existed chose its epoch on balanced accuracy.
     chosen = SELECTED_ON[cfg.get("select_on", "balanced_accuracy")]
     return ", ".join([*parts, f"{cfg.get('epochs', '?')} epochs", chosen, "calibrated", "safety operating point"])

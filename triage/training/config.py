@@ -60,6 +60,9 @@ class TrainConfig:
     # "shades_of_grey": Shades-of-Grey colour constancy (p = 6) on every model input, in training, evaluation
     # and serving alike (the checkpoint names it); "none": the pixels as they are.
     colour_constancy: str = "none"
+    # Leading modules of the backbone's ``features`` kept at their ImageNet weights (freeze_leading_features):
+    # 6 on EfficientNet-Lite0 (stem and first three blocks) halves its training step on a CPU.
+    frozen_features: int = 0
     ema_decay: float = 0.0  # >0 (e.g. 0.999): validate, calibrate and ship an EMA of the weights (triage.training.ema)
     # Also train the build's candidate crops (multi-outcome photos) on their outcome set (triage.training.partial).
     partial_labels: bool = False

@@ -23,7 +23,7 @@ from triage.core.policy import softmax
 from triage.core.transforms import eval_batch
 from triage.data.crops import open_crop_cache
 from triage.data.diagnoses import encode, vocabulary
-from triage.models.backbones import BACKBONES, build_model, unfold_batchnorm
+from triage.models.backbones import BACKBONES, build_model, freeze_leading_features, unfold_batchnorm
 from triage.training.augment import train_transform
 from triage.training.calibration import nll
 from triage.training.config import TrainConfig
@@ -305,7 +305,8 @@ def train_model(
         # Dropout masks must differ between ranks too (the model's initial weights come from rank 0).
         torch.manual_seed(cfg.seed + RANK_SEED_STRIDE * dd.rank)
         net = DistributedDataParallel(model, device_ids=[dd.device] if dd.device is not None else None)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trained = [p for p in model.parameters() if p.requires_grad]  # frozen leading layers have no optimiser state
+    opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     # Equal to cross-entropy for class-index targets; with partial labels, candidate crops train on their set.
     loss_fn = CandidateSetLoss(label_smoothing=cfg.label_smoothing)
     steps = min(len(loader), cfg.max_batches) if cfg.max_batches else len(loader)
@@ -356,6 +357,7 @@ def _network(cfg: TrainConfig, cache, splits, dd: DistInfo, classes) -> nn.Modul
     groups = classes[1] if classes else None
     model = build_model(cfg.arch, len(OUTCOMES), init_weights_path(cfg), cfg.dropout, groups)
     model = model.to(memory_format=torch.channels_last)
+    freeze_leading_features(model, cfg.frozen_features)
     # Before any training-mode step; a resumed run overwrites all of it with its saved state.
     unfold_batchnorm(model, _calibration_batch(cache, splits["train"].rows, cfg, spec))
     if dd.device is not None:

@@ -258,6 +258,25 @@ def test_run_with_crops_and_a_held_out_source_reports_closeups_and_the_source(da
         assert 0.0 <= model[key]["benign_usefulness"] <= 1.0
 
 
+def test_leave_one_source_out_also_drops_copies_filed_under_another_source(tmp_path):
+    from triage.training import load_splits
+
+    # g1: one photo filed under both sources (the build grouped the copies); g2, g3: photos of one source each.
+    photos = [("srcA", "g1", "train"), ("srcB", "g1", "train"), ("srcB", "g2", "test"), ("srcA", "g3", "test")]
+    np.save(tmp_path / f"cache_{CANONICAL_SIZE}.npy", np.zeros((len(photos), 2, 2, 3), np.uint8))
+    (tmp_path / "fingerprint.txt").write_text("f")
+    with open(tmp_path / "manifest.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label", "source", "source_labels", "group", "split", "fitzpatrick", "sha256", "cache_row"])
+        for i, (src, group, split) in enumerate(photos):
+            w.writerow([f"{i}.jpg", "other", src, "x", group, split, -1, str(i), i])
+    _, splits, _ = load_splits(tmp_path, holdout_source="srcB")
+    assert sorted(splits["holdout"].rows.tolist()) == [1, 2]
+    assert splits["train"].rows.tolist() == [] and splits["test"].rows.tolist() == [3]
+    _, plain, _ = load_splits(tmp_path)
+    assert plain["train"].rows.tolist() == [0, 1]
+
+
 def test_run_on_diagnosis_labels_serves_four_outcomes(dataset, built, make_photo):
     out = dataset["root"] / "runs"
     flags = ["--diagnosis-labels", "true", "--diagnosis-min-count", "1"]

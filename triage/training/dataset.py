@@ -68,7 +68,8 @@ def load_splits(
     Besides ``train``, ``val`` and ``test``, the dict holds the close-up sets ``train_crops``, ``val_crops``
     and ``test_crops`` (empty when the build cut no lesion-centred crops; their ``rows`` index the crop cache,
     :func:`triage.data.crops.open_crop_cache`), and with ``holdout_source`` also ``holdout`` (every photo of that
-    source, whatever its split) and ``holdout_crops``, while the other sets lose that source. ``canonical_size``
+    source, whatever its split) and ``holdout_crops``, while the other sets lose that source and any copy of its
+    photos filed under another source (the same duplicate group). ``canonical_size``
     picks the squares' side (:mod:`triage.data.cache`).
     """
     path = photo_cache_path(data_dir, canonical_size)
@@ -79,11 +80,13 @@ def load_splits(
         photos = list(csv.DictReader(fh))
     crop_rows = read_crop_rows(data_dir, candidates)
     splits: dict = {}
+    # Copies of a held-out photo filed under another source (the build groups them) leave the other sets too.
+    held_groups = {r["group"] for r in photos if r["source"] == holdout_source} if holdout_source else set()
     for name, rows, key in (("", photos, "cache_row"), ("_crops", crop_rows, "crop_row")):
         if holdout_source:
             held_out = [r for r in rows if r["source"] == holdout_source and not r.get("candidates")]
             splits[f"holdout{name}"] = _split_from_rows(held_out, key)
-            rows = [r for r in rows if r["source"] != holdout_source]
+            rows = [r for r in rows if r["group"] not in held_groups]
         for sp in ("train", "val", "test"):
             splits[f"{sp}{name}"] = _split_from_rows([r for r in rows if r["split"] == sp], key)
     fp = (data_dir / "fingerprint.txt").read_text().strip()

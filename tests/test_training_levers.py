@@ -190,9 +190,10 @@ def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _keep_saves(monkeypatch, real_save) -> list[dict]:
+def _keep_saves(monkeypatch) -> list[dict]:
     """Make ``torch.save`` also keep a copy of everything saved, in order (the list returned)."""
     saved: list[dict] = []
+    real_save = torch.save
 
     def save_and_keep(obj, path, *args, **kwargs):
         real_save(obj, path, *args, **kwargs)
@@ -218,7 +219,7 @@ def test_resume_with_ema_reproduces_an_uninterrupted_run(proc, tmp_path, monkeyp
 
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     whole.mkdir(), cut.mkdir()
-    saved = _keep_saves(monkeypatch, real_save)
+    saved = _keep_saves(monkeypatch)
     model_whole, _ = train(whole)
     monkeypatch.setattr(torch, "save", save_and_stop)
     with pytest.raises(_Stopped):
@@ -256,7 +257,7 @@ def test_a_run_with_frozen_layers_keeps_their_weights_and_resumes(proc, tmp_path
     cfg = _config(proc, tmp_path, name="frozen", epochs=2, max_batches=2, frozen_features=2, ema_decay=0.9)
     cache, splits, _ = load_splits(proc)
     real_save = torch.save
-    saved = _keep_saves(monkeypatch, real_save)
+    saved = _keep_saves(monkeypatch)
     seed_everything(cfg.seed)
     train_model(copy.deepcopy(cfg), cache, splits, tmp_path)
     monkeypatch.setattr(torch, "save", real_save)

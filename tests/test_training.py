@@ -212,6 +212,10 @@ def test_resume_continues_without_repeating_epochs(run_dir, tmp_path):
     resumed = tmp_path / "t"
     shutil.copytree(run_dir, resumed)
     before = _summary(resumed)
+    # Pretend the first two epochs took an hour: the resumed run's wall time must count them.
+    state = torch.load(resumed / "model_last.pt", map_location="cpu", weights_only=True)
+    assert 0 < state["run_seconds"] < 3600
+    torch.save(state | {"run_seconds": 3600.0}, resumed / "model_last.pt")
     assert _train_main()(["--resume", str(resumed), "--epochs", "3"]) == 0
     after = _summary(resumed)
     assert [int(r["epoch"]) for r in after] == [1, 2, 3]
@@ -220,6 +224,8 @@ def test_resume_continues_without_repeating_epochs(run_dir, tmp_path):
     assert "resumed model at epoch 2" in (resumed / "train.log").read_text()
     metrics = json.loads((resumed / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["model"]["history"]] == [1, 2, 3]
+    assert 3600 < metrics["wall_seconds"] < 3600 + 600 and metrics["model"]["train_seconds"] > 3600
+    assert torch.load(resumed / "model_last.pt", weights_only=True)["run_seconds"] > 3600
     assert Triage.load(resumed / "model.pt", threads=None).meta["classes"] == list(OUTCOMES)
 
 

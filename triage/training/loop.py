@@ -171,6 +171,24 @@ class _Progress:
     best_score: tuple | None = None  # triage.core.metrics.selection_key of the kept epoch
     best_state: dict | None = None
     history: list = field(default_factory=list)
+    # Wall seconds of earlier processes up to their last saved epoch, and when this process began training:
+    # a run resumed across sessions reports its whole wall time, not only its last stretch.
+    seconds_before: float = 0.0
+    started: float = field(default_factory=time.time)
+
+
+def saved_run_seconds(state: dict) -> float:
+    """Wall seconds a saved epoch state has taken so far, across resumes.
+
+    States saved before this was recorded count their epochs' own seconds (validation included).
+    """
+    return float(state.get("run_seconds", sum(h.get("epoch_seconds", 0.0) for h in state["history"])))
+
+
+def seconds_before_resume(run_dir: Path) -> float:
+    """Wall seconds spent on a run folder by earlier processes, summed over its saved states (0 when fresh)."""
+    states = sorted(Path(run_dir).glob("*_last.pt"))
+    return sum(saved_run_seconds(torch.load(p, map_location="cpu", weights_only=True, mmap=True)) for p in states)
 
 
 def _resume(state_path: Path, model, opt, cfg: TrainConfig, tag: str, ema: WeightEMA | None = None):
@@ -183,7 +201,7 @@ def _resume(state_path: Path, model, opt, cfg: TrainConfig, tag: str, ema: Weigh
     # A state saved before ``select_on`` existed chose on balanced accuracy (its "best_bacc").
     saved_on = st.get("select_on", "balanced_accuracy")
     best = st["best_score"] if "best_score" in st else [st["best_bacc"]]
-    progress = _Progress(st["epoch"] + 1, tuple(best), st["best_model"], st["history"])
+    progress = _Progress(st["epoch"] + 1, tuple(best), st["best_model"], st["history"], saved_run_seconds(st))
     if saved_on != cfg.select_on:
         # Scores of different criteria do not compare: the run keeps the one it started with, and says so
         # in its checkpoint's train_config.
@@ -378,6 +396,7 @@ def _save_state(state_path: Path, model, opt, epoch: int, ema, cfg: TrainConfig,
     state |= {} if ema is None else {"ema": ema.average.state_dict()}
     state |= {"select_on": cfg.select_on, "best_score": list(progress.best_score)}
     state |= {"best_model": progress.best_state, "history": progress.history}
+    state["run_seconds"] = round(progress.seconds_before + time.time() - progress.started, 1)
     torch.save(state, state_path)
 
 

@@ -30,7 +30,7 @@ from triage.training.config import TrainConfig, seed_everything
 from triage.training.dataset import images_for, load_splits
 from triage.training.distributed import DistInfo, finish_distributed, init_distributed
 from triage.training.evaluation import evaluate_arrays, headline, predict_logits
-from triage.training.loop import diagnosis_classes, train_model
+from triage.training.loop import diagnosis_classes, seconds_before_resume, train_model
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,12 @@ def run(cfg: TrainConfig, resume_dir: str | None = None) -> Path:
     logging.getLogger("triage").setLevel(logging.INFO)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
     t_start = time.time()
+    # Seconds spent by earlier processes on a resumed run: its wall time covers every session it took.
+    before = seconds_before_resume(run_dir) if resume_dir else 0.0
     cache, splits, fp = load_splits(Path(cfg.data), cfg.holdout_source, cfg.partial_labels, cfg.canonical_size)
 
     model, history = train_model(cfg, cache, splits, run_dir, resume=resume_dir is not None, dist_info=dd)
-    train_seconds = time.time() - t_start
+    train_seconds = before + time.time() - t_start
     fitted = calibrate_and_evaluate(model, cfg, cache, splits, dd.device)
     report = {"data_fingerprint": fp, "model": fitted.report}
     report["model"].update(train_seconds=round(train_seconds, 1), history=history)
@@ -71,7 +73,7 @@ def run(cfg: TrainConfig, resume_dir: str | None = None) -> Path:
 
     if cfg.baseline:
         report.update(run_baselines(cfg, cache, splits, run_dir, dist_info=dd))
-    report["wall_seconds"] = round(time.time() - t_start, 1)
+    report["wall_seconds"] = round(before + time.time() - t_start, 1)
     (run_dir / "metrics.json").write_text(json.dumps(report, indent=1, default=float))
     log.info("run finished in %.0f s: %s", report["wall_seconds"], run_dir)
     logging.getLogger("triage").removeHandler(fh)

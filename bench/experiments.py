@@ -88,6 +88,12 @@ RECIPES: dict[str, tuple[str, dict]] = {
         "MobileNetV3-Small, 224 px from 256 px squares, EMA",
         DIAGNOSES | {"image_size": 224, "canonical_size": 256} | EMA,
     ),
+    # Mixup (triage.training.mixup) on the shipped recipe: smoother boundaries between outcomes, aimed at the
+    # unseen-source gap; its leave-one-source-out rows are the ones that decide.
+    "mixup-mnv3s-224px-ema": (
+        "MobileNetV3-Small, 224 px, EMA + mixup (alpha 0.2)",
+        DIAGNOSES | {"image_size": 224} | EMA | {"mixup_alpha": 0.2},
+    ),
 }
 #: The backbone ladder's rungs, MobileNetV3-Small (the equal-budget control) first.
 LADDER_RECIPES = ["mnv3s-224px-ema", "lite0-224px-ema", "lite2-260px-ema", "lite0-frozen6-224px-ema"]
@@ -131,6 +137,8 @@ EXPERIMENTS: dict[str, dict] = {
     **_rows("long-", LONG, "20 epochs, {}", ["mnv3s-224px-ema"], seeds=SEEDS),
     **_rows("long-", LONG, "20 epochs, leave-one-source-out, {}", ["mnv3s-224px-ema"], LOSO_SOURCES),
     **_rows("", LONG, "20 epochs, {}", ["partial-labels-mnv3s-224px-ema", "squares256-mnv3s-224px-ema"], seeds=SEEDS),
+    **_rows("", LONG, "20 epochs, {}", ["mixup-mnv3s-224px-ema"], seeds=SEEDS),
+    **_rows("", LONG, "20 epochs, leave-one-source-out, {}", ["mixup-mnv3s-224px-ema"], LOSO_SOURCES),
 }
 
 #: The ranking columns of each set (``<prefix>_refer_auc``, ``<prefix>_refer_auc_ci95``, ...); an interval is

@@ -184,6 +184,8 @@ def recipe_summary(meta: dict) -> str:
         parts.append(f"{len(meta.get('diagnoses', []))} diagnosis-level classes summed to outcomes")
     if cfg.get("partial_labels"):
         parts.append("partial labels for multi-outcome crops")
+    if float(cfg.get("mixup_alpha") or 0) > 0:
+        parts.append(f"mixup (alpha {cfg['mixup_alpha']})")
     if float(cfg.get("ema_decay") or 0) > 0:
         parts.append(f"EMA of the weights ({cfg['ema_decay']})")
     if int(cfg.get("frozen_features") or 0) > 0:

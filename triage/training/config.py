@@ -66,6 +66,8 @@ class TrainConfig:
     ema_decay: float = 0.0  # >0 (e.g. 0.999): validate, calibrate and ship an EMA of the weights (triage.training.ema)
     # Also train the build's candidate crops (multi-outcome photos) on their outcome set (triage.training.partial).
     partial_labels: bool = False
+    # >0 (e.g. 0.2): mixup, each batch blended with a shuffled copy of itself, lam ~ Beta(a, a) (triage.training.mixup).
+    mixup_alpha: float = 0.0
     extra: dict = field(default_factory=dict)
 
 

@@ -31,6 +31,7 @@ from triage.training.dataset import CachedImages, Split, crops_by_photo
 from triage.training.distributed import RANK_SEED_STRIDE, DistInfo
 from triage.training.ema import WeightEMA
 from triage.training.evaluation import predict_logits, recalibrate_batchnorm
+from triage.training.mixup import draw_mix, mix_inputs, mixed_loss
 from triage.training.partial import CandidateSetLoss, candidate_masks, training_crops
 from triage.training.sampling import DistributedWeightedSampler, sample_weights
 
@@ -247,9 +248,12 @@ def _train_one_epoch(
 
     The learning rate rises linearly over the first 5 % of all steps, then follows a cosine to zero
     (:func:`_lr_at`); ``ema`` (a :class:`~triage.training.ema.WeightEMA`), when given, is updated after every step.
+    With ``cfg.mixup_alpha`` > 0 every batch is blended with a shuffled copy of itself (:mod:`triage.training.mixup`),
+    drawn from a generator seeded by the run's seed, rank and epoch, so a resumed epoch repeats the uninterrupted one.
     """
     total = steps * cfg.epochs
     run_loss, seen = 0.0, 0
+    mix_rng = np.random.default_rng([cfg.seed, dd.rank, epoch]) if cfg.mixup_alpha > 0 else None
     bar = tqdm(loader, total=steps, desc=desc, unit="batch", disable=not dd.is_main)
     for step, (x, y) in enumerate(bar):
         if step >= steps:
@@ -258,7 +262,13 @@ def _train_one_epoch(
             grp["lr"] = _lr_at(epoch * steps + step, total, max(1, total // 20), cfg.lr)
         if dd.device is not None:
             x, y = x.to(dd.device, non_blocking=True), y.to(dd.device, non_blocking=True)
-        loss = loss_fn(net(x.contiguous(memory_format=torch.channels_last)), y)
+        if mix_rng is None:
+            loss = loss_fn(net(x.contiguous(memory_format=torch.channels_last)), y)
+        else:
+            lam, perm = draw_mix(len(y), cfg.mixup_alpha, mix_rng)
+            perm = perm.to(y.device)
+            logits = net(mix_inputs(x, lam, perm).contiguous(memory_format=torch.channels_last))
+            loss = mixed_loss(loss_fn, logits, y, lam, perm)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -1,4 +1,4 @@
-"""Training levers: Shades-of-Grey colour constancy (training = serving), an EMA of the weights, exact resume.
+"""Training levers: Shades-of-Grey colour constancy (training = serving), an EMA of the weights, mixup, exact resume.
 
 The runs here are tiny (64 px, 1-2 batches an epoch, random initial weights) on the generated dataset of
 :func:`triage.testing.synthetic.write_tiny_dataset`, built by the real data build.
@@ -33,6 +33,8 @@ from triage.models.backbones import BACKBONES, build_model, freeze_leading_featu
 from triage.testing.synthetic import cast_and_grain, synthetic_photo, write_tiny_checkpoint, write_tiny_dataset
 from triage.training import CachedImages, TrainConfig, load_splits, predict_logits, run, seed_everything, train_model
 from triage.training.ema import WeightEMA, ema_decay_at
+from triage.training.mixup import draw_mix, mix_inputs, mixed_loss
+from triage.training.partial import CandidateSetLoss
 
 SOG = "shades_of_grey"
 
@@ -203,9 +205,11 @@ def _keep_saves(monkeypatch) -> list[dict]:
     return saved
 
 
-def test_resume_with_ema_reproduces_an_uninterrupted_run(proc, tmp_path, monkeypatch):
-    # A loader worker, lesion crops and dropout: every kind of draw an epoch makes.
+@pytest.mark.parametrize("mixup_alpha", [0.0, 0.4], ids=["plain", "mixup"])
+def test_resume_with_ema_reproduces_an_uninterrupted_run(proc, tmp_path, monkeypatch, mixup_alpha):
+    # A loader worker, lesion crops, dropout and (with mixup) the blends: every kind of draw an epoch makes.
     cfg = _config(proc, tmp_path, epochs=2, max_batches=2, ema_decay=0.9, lesion_crop_p=0.5, workers=1)
+    cfg.mixup_alpha = mixup_alpha
     cache, splits, _ = load_splits(proc)
     real_save = torch.save
 
@@ -275,3 +279,70 @@ def test_a_run_with_frozen_layers_keeps_their_weights_and_resumes(proc, tmp_path
     more.epochs = 3
     _, history = train_model(more, cache, splits, tmp_path, resume=True)
     assert [h["epoch"] for h in history] == [1, 2, 3]
+
+
+# -- mixup ------------------------------------------------------------------------------------------------
+
+
+def test_mix_draws_repeat_with_the_generator_and_keep_the_larger_share_in_place():
+    draws = [draw_mix(16, 0.4, np.random.default_rng([1, 0, 3])) for _ in range(2)]
+    assert draws[0][0] == draws[1][0] and torch.equal(draws[0][1], draws[1][1])
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        lam, perm = draw_mix(16, 0.4, rng)
+        assert 0.5 <= lam <= 1.0
+        assert sorted(perm.tolist()) == list(range(16))
+    with pytest.raises(ValueError, match="alpha"):
+        draw_mix(16, 0.0, rng)
+
+
+def test_mixed_inputs_blend_each_row_with_its_partner_and_leave_the_batch_alone():
+    x = torch.randn(4, 3, 8, 8)
+    kept = x.clone()
+    perm = torch.tensor([2, 0, 3, 1])
+    mixed = mix_inputs(x, 0.7, perm)
+    assert torch.equal(x, kept)
+    for i, j in enumerate(perm.tolist()):
+        assert torch.allclose(mixed[i], 0.7 * x[i] + 0.3 * x[j], atol=1e-6)
+
+
+@pytest.mark.parametrize("targets", ["classes", "candidate sets"])
+def test_mixed_loss_is_the_blend_of_the_two_targets_losses(targets):
+    torch.manual_seed(0)
+    logits = torch.randn(6, 4)
+    y = torch.tensor([0, 1, 2, 3, 1, 0])
+    if targets == "candidate sets":
+        y = torch.nn.functional.one_hot(y, 4).float()
+        y[0, 3] = 1.0  # one row's set holds two classes
+    loss_fn = CandidateSetLoss(label_smoothing=0.05)
+    perm = torch.tensor([1, 2, 3, 4, 5, 0])
+    want = 0.8 * loss_fn(logits, y) + 0.2 * loss_fn(logits, y[perm])
+    assert torch.allclose(mixed_loss(loss_fn, logits, y, 0.8, perm), want)
+    assert torch.allclose(mixed_loss(loss_fn, logits, y, 1.0, perm), loss_fn(logits, y))
+    assert not torch.allclose(mixed_loss(loss_fn, logits, y, 0.6, perm), loss_fn(logits, y))
+
+
+def test_a_mixup_run_trains_differently_and_says_so_in_its_card_recipe(proc, tmp_path):
+    from triage.release.ship import recipe_summary
+
+    def weights(**change) -> dict:
+        cfg = _config(proc, tmp_path, epochs=1, max_batches=2, **change)
+        cache, splits, _ = load_splits(proc)
+        seed_everything(cfg.seed)
+        return train_model(cfg, cache, splits, tmp_path / cfg.name)[0].state_dict()
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir(), (tmp_path / "c").mkdir()
+    plain, again, mixed = weights(name="a"), weights(name="b"), weights(name="c", mixup_alpha=0.4)
+    assert _same(plain, again)  # the same seed trains the same weights...
+    assert not _same(plain, mixed)  # ...so the difference is the blends
+    assert "mixup (alpha 0.4)" in recipe_summary({"train_config": {"mixup_alpha": 0.4}})
+    assert "mixup" not in recipe_summary({"train_config": {}})
+
+
+def test_mixup_rows_differ_from_the_long_recipe_by_alpha_alone():
+    from helpers import load_script
+
+    exp = load_script("bench/experiments.py").EXPERIMENTS
+    assert exp["mixup-mnv3s-224px-ema-seed1"]["set"] == exp["long-mnv3s-224px-ema-seed1"]["set"] | {"mixup_alpha": 0.2}
+    held_out = exp["loso-ascid-mixup-mnv3s-224px-ema"]["set"]
+    assert held_out == exp["loso-ascid-long-mnv3s-224px-ema"]["set"] | {"mixup_alpha": 0.2}

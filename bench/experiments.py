@@ -271,9 +271,15 @@ def record(names: list[str]) -> dict[str, dict]:
 
 
 def table() -> str:
-    """``results/experiments.csv`` as a Markdown table: the ranking first, then safety beside usefulness."""
+    """``results/experiments.csv`` as Markdown: the ranked rows first, then the rows recorded before the ranking.
+
+    A row counts as ranked once it holds a test refer AUC; the earlier rows (their run folders were not kept, so
+    they cannot be scored again) get a table of their own without the ranking columns.
+    """
     with open(RESULTS, newline="") as fh:
         rows = list(csv.DictReader(fh))
+    ranked = [r for r in rows if r.get("test_refer_auc")]
+    earlier = [r for r in rows if not r.get("test_refer_auc")]
     lines = [
         "| experiment (`run <name>`) | epochs | seed | test: AUC / useful at 95 | "
         "test: refer sens. / benign useful. / bal. acc. | "
@@ -281,22 +287,65 @@ def table() -> str:
         "held-out source: AUC / useful at 95 / refer sens. / benign useful. | model step | wall |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    for r in ranked:
         held = (
-            f"{r['holdout_source']}: {ranking_cell(r, 'holdout')} / {r['holdout_refer_sensitivity']} / "
-            f"{r['holdout_benign_usefulness']}"
+            f"{r['holdout_source']}: {ranking_cell(r, 'holdout')} / {_held_out_point(r)}"
             if r["holdout_source"]
             else "-"
         )
         step = f"{r['model_step_ms']} ms" if r.get("model_step_ms") else "-"
         lines.append(
-            f"| `{r['name']}`: {r['lever']} | {r['epochs']} | {r.get('seed') or '-'} | {ranking_cell(r, 'test')} | "
-            f"{r['test_refer_sensitivity']} / **{r['test_benign_usefulness']}** / {r['test_balanced_accuracy']} | "
-            f"{ranking_cell(r, 'closeup')} | {r['closeup_refer_sensitivity']} / **{r['closeup_benign_usefulness']}** "
-            f"/ {r['closeup_milia_recall']} / {r['closeup_pustule_recall']} | {held} | {step} | "
-            f"{float(r['wall_seconds']) / 60:.0f} min |"
+            f"| `{r['name']}`: {r['lever']} | {r['epochs']} | {seed_of(r)} | {ranking_cell(r, 'test')} | "
+            f"{_test_point(r)} | {ranking_cell(r, 'closeup')} | {_closeup_point(r)} | {held} | {step} | {_wall(r)} |"
         )
+    if earlier:
+        lines += [
+            "",
+            "Recorded before the ranking was measured (thresholded numbers only; their models were not kept):",
+            "",
+            "| experiment (`run <name>`) | epochs | seed | test: refer sens. / benign useful. / bal. acc. | "
+            "close-up: refer sens. / benign useful. / milia R / pustule R | "
+            "held-out source: refer sens. / benign useful. | wall |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in earlier:
+            held = f"{r['holdout_source']}: {_held_out_point(r)}" if r["holdout_source"] else "-"
+            lines.append(
+                f"| `{r['name']}`: {r['lever']} | {r['epochs']} | {seed_of(r)} | {_test_point(r)} | "
+                f"{_closeup_point(r)} | {held} | {_wall(r)} |"
+            )
     return "\n".join(lines)
+
+
+def _test_point(r: dict) -> str:
+    return f"{r['test_refer_sensitivity']} / **{r['test_benign_usefulness']}** / {r['test_balanced_accuracy']}"
+
+
+def _closeup_point(r: dict) -> str:
+    return (
+        f"{r['closeup_refer_sensitivity']} / **{r['closeup_benign_usefulness']}** / {r['closeup_milia_recall']} / "
+        f"{r['closeup_pustule_recall']}"
+    )
+
+
+def _held_out_point(r: dict) -> str:
+    return f"{r['holdout_refer_sensitivity']} / {r['holdout_benign_usefulness']}"
+
+
+def _wall(r: dict) -> str:
+    return f"{float(r['wall_seconds']) / 60:.0f} min"
+
+
+def seed_of(r: dict) -> str:
+    """A row's seed: as recorded, else its command's ``--seed``, else 0.
+
+    Rows recorded before the seed column existed ran without ``--seed``, so with ``TrainConfig``'s default seed,
+    0, which no recipe file has ever changed.
+    """
+    if r.get("seed"):
+        return str(r["seed"])
+    words = (r.get("command") or "").split()
+    return words[words.index("--seed") + 1] if "--seed" in words[:-1] else "0"
 
 
 def ranking_cell(r: dict, prefix: str) -> str:

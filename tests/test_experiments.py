@@ -65,7 +65,22 @@ def test_rows_carry_the_ranking_with_intervals_and_older_runs_leave_it_empty(tmp
     lines = exp.table().splitlines()
     lo, hi = s["refer_auc_ci95"]
     assert f"{s['refer_auc']} ({lo}–{hi})" in next(line for line in lines if "leave-one-source-out" in line)
-    assert "| 3 | - | - |" in next(line for line in lines if line.startswith(f"| `{screen}`: lesion-centred crops: on"))
+    # A row recorded before the ranking sits in the earlier table, without ranking cells, its seed from the command.
+    earlier = lines.index(next(line for line in lines if line.startswith("Recorded before the ranking")))
+    screen_line = next(i for i, line in enumerate(lines) if line.startswith(f"| `{screen}`: lesion-centred crops: on"))
+    assert screen_line > earlier and lines[screen_line].startswith(
+        f"| `{screen}`: lesion-centred crops: on (p = 0.5) | 3 | 0 |"
+    )
+    assert lines[screen_line].count("|") == lines[earlier + 2].count("|") < lines[0].count("|")
+    assert next(i for i, line in enumerate(lines) if line.startswith(f"| `{loso}`")) < earlier
+
+
+def test_a_row_s_seed_is_recorded_or_read_from_its_command():
+    exp = load_script("bench/experiments.py")
+    assert exp.seed_of({"seed": "1", "command": "python train.py --seed 2"}) == "1"
+    assert exp.seed_of({"seed": "", "command": "python train.py --epochs 3 --seed 2"}) == "2"
+    assert exp.seed_of({"seed": "", "command": "python train.py --epochs 3"}) == "0"
+    assert exp.seed_of({"command": "python train.py --seed"}) == "0"
 
 
 def test_compute_flags_reach_train_py_but_not_the_recorded_command():
@@ -89,3 +104,9 @@ def test_the_shipped_config_is_the_experiment_it_ships():
     args = parser.parse_args(exp.command("long-mnv3s-224px-ema-seed1")[2:])
     given = {k: v for k, v in vars(args).items() if v is not None and k not in ("config", "resume", "out", "name")}
     assert TrainConfig(**shipped) == TrainConfig(**(recipe | given))
+
+
+def test_the_readme_holds_the_table_of_the_committed_results():
+    exp = load_script("bench/experiments.py")
+    assert exp.RESULTS == ROOT / "results" / "experiments.csv"
+    assert exp.table() in (ROOT / "README.md").read_text(), "run `python bench/experiments.py table` into the README"

@@ -3,9 +3,9 @@
 A batch is mixed with a shuffled copy of itself, ``lam * x + (1 - lam) * x[perm]`` with ``lam ~ Beta(a, a)``,
 and the loss is ``lam * L(out, y) + (1 - lam) * L(out, y[perm])``. Blending the loss rather than the targets
 keeps it correct for every target the loop trains on: class indices (cross-entropy with label smoothing) and
-the candidate sets of partial labels alike, since both losses are batch means. It asks the network for a
-smoother ranking between outcomes instead of sharp boundaries it can draw along a source's look, the
-shortcut that costs the most on sources it has never seen.
+the candidate sets of partial labels alike, since both losses are batch means. Why try it here: it asks the
+network for a smoother ranking between outcomes instead of sharp boundaries it can draw along a source's
+look, the shortcut that costs the most on sources it has never seen (``bench/source_prior.py``).
 """
 
 from __future__ import annotations

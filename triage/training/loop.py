@@ -262,13 +262,12 @@ def _train_one_epoch(
             grp["lr"] = _lr_at(epoch * steps + step, total, max(1, total // 20), cfg.lr)
         if dd.device is not None:
             x, y = x.to(dd.device, non_blocking=True), y.to(dd.device, non_blocking=True)
-        if mix_rng is None:
-            loss = loss_fn(net(x.contiguous(memory_format=torch.channels_last)), y)
-        else:
+        if mix_rng is not None:
             lam, perm = draw_mix(len(y), cfg.mixup_alpha, mix_rng)
             perm = perm.to(y.device)
-            logits = net(mix_inputs(x, lam, perm).contiguous(memory_format=torch.channels_last))
-            loss = mixed_loss(loss_fn, logits, y, lam, perm)
+            x = mix_inputs(x, lam, perm)
+        logits = net(x.contiguous(memory_format=torch.channels_last))
+        loss = loss_fn(logits, y) if mix_rng is None else mixed_loss(loss_fn, logits, y, lam, perm)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -242,6 +242,16 @@ REGISTRY: dict[str, Source] = {
             read_labels_csv,
             note="the only healthy-skin photos",
         ),
+        Source(
+            "milk10k",
+            "clinical",
+            3085,
+            "CC BY-NC 4.0 (attribution: MILK study team): non-commercial use",
+            "ISIC MILK10k training set (2025), clinical close-ups, via GitHub pbanavara/milk10k",
+            read_labels_csv,
+            note="one lesion per photo, 96% biopsy-proven; basal cell carcinomas capped at 900; "
+            "marker-pen outlines on some cancers",
+        ),
     ]
 }
 

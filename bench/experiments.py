@@ -8,7 +8,8 @@
 Every experiment is the 160 px recipe shipped second (``configs/mobilenet_v3_small.yaml``) with a few fields changed
 (``EXPERIMENTS``), trained with ``train.py`` into ``runs/experiments/<name>``. A run that stopped part-way
 continues from its last epoch when started again (``train.py --resume``). Each row holds the
-exact command, its seed, the wall time, the model-step milliseconds, the ranking of p(refer-to-doctor)
+exact command, its seed, the build it trained on (``data``: the split fingerprint's first 8 hex digits), the
+wall time, the model-step milliseconds, the ranking of p(refer-to-doctor)
 (``refer_auc`` and ``useful_at_95`` with group-bootstrap 95% intervals, ``triage.core.metrics``) and the numbers at
 the validation-chosen safety point, on the whole-photo test split, the close-up test set (lesion-centred crops
 of test photos) and, for leave-one-source-out rows, all photos of the held-out source. Rows recorded before a
@@ -98,6 +99,8 @@ RECIPES: dict[str, tuple[str, dict]] = {
 #: The backbone ladder's rungs, MobileNetV3-Small (the equal-budget control) first.
 LADDER_RECIPES = ["mnv3s-224px-ema", "lite0-224px-ema", "lite2-260px-ema", "lite0-frozen6-224px-ema"]
 LOSO_SOURCES = ("roboflow_acne", "ascid", "fitzpatrick17k")
+#: Every bundled source, for the rows of the build with MILK10k (the eighth source), where each one is held out.
+ALL_SOURCES = ("ascid", "fitzpatrick17k", "ham10000", "isic9", "roboflow_acne", "dermnet_nz", "msld_v2", "milk10k")
 FULL_LOSO_RECIPES = ["crops-off", "crops-on", "diagnoses-crops-on"]
 
 
@@ -139,6 +142,9 @@ EXPERIMENTS: dict[str, dict] = {
     **_rows("", LONG, "20 epochs, {}", ["partial-labels-mnv3s-224px-ema", "squares256-mnv3s-224px-ema"], seeds=SEEDS),
     **_rows("", LONG, "20 epochs, {}", ["mixup-mnv3s-224px-ema"], seeds=SEEDS),
     **_rows("", LONG, "20 epochs, leave-one-source-out, {}", ["mixup-mnv3s-224px-ema"], LOSO_SOURCES),
+    # The shipped recipe on the build with MILK10k (rows above: the seven-source build); `data` names the build.
+    **_rows("eight-", LONG, "8 sources, 20 epochs, {}", ["mnv3s-224px-ema"], seeds=(1,)),
+    **_rows("eight-", LONG, "8 sources, 20 epochs, leave-one-source-out, {}", ["mnv3s-224px-ema"], ALL_SOURCES),
 }
 
 #: The ranking columns of each set (``<prefix>_refer_auc``, ``<prefix>_refer_auc_ci95``, ...); an interval is
@@ -152,6 +158,7 @@ COLUMNS = [
     "command",
     "epochs",
     "seed",
+    "data",
     "wall_seconds",
     "model_step_ms",
     *(f"{prefix}_{k}" for _, prefix in SETS for k in RANKING),
@@ -215,6 +222,7 @@ def row(name: str, timing: bool = True) -> dict:
         "command": "python " + " ".join(command(name)[1:]),
         "epochs": len(model["history"]),
         "seed": cfg.get("seed", ""),
+        "data": m.get("data_fingerprint", "")[:8],  # which build: rows before MILK10k left it empty (b8bdb959)
         "wall_seconds": m["wall_seconds"],
         "model_step_ms": model_step_ms(run / "model.pt") if timing else "",
         "holdout_source": model.get("holdout_source", ""),

@@ -127,6 +127,30 @@ def _rows(
     return out
 
 
+#: Heads on frozen DINOv2 features (``python -m triage.training.heads``), trained on the eight-source build's
+#: feature cache (``python -m triage.training.features``): minutes each, so every source can be held out.
+HEADS = {"logreg": "DINOv2 ViT-S/14 frozen + logistic regression", "mlp": "DINOv2 ViT-S/14 frozen + MLP head"}
+
+
+def _head_rows(sources: tuple[str, ...] = (), seeds: tuple = (0,)) -> dict:
+    """Experiments ``dinov2-<head>`` (``-seed<n>`` beyond seed 0) or ``loso-<source>-dinov2-<head>``."""
+    out = {}
+    for head, what in HEADS.items():
+        for seed in () if sources else seeds:
+            out[f"dinov2-{head}" + (f"-seed{seed}" if seed else "")] = {
+                "lever": "8 sources, " + what + (f", seed {seed}" if seed else ""),
+                "set": {"kind": head} | ({"seed": seed} if seed else {}),
+                "runner": "heads",
+            }
+        for src in sources:
+            out[f"loso-{src}-dinov2-{head}"] = {
+                "lever": "8 sources, leave-one-source-out, " + what,
+                "set": {"kind": head, "holdout_source": src},
+                "runner": "heads",
+            }
+    return out
+
+
 EXPERIMENTS: dict[str, dict] = {
     "screen-crops-off": {"lever": "lesion-centred crops: off (reference)", "set": SCREEN | CROPS_OFF},
     "screen-crops-on": {"lever": "lesion-centred crops: on (p = 0.5)", "set": SCREEN | CROPS},
@@ -145,6 +169,8 @@ EXPERIMENTS: dict[str, dict] = {
     # The shipped recipe on the build with MILK10k (rows above: the seven-source build); `data` names the build.
     **_rows("eight-", LONG, "8 sources, 20 epochs, {}", ["mnv3s-224px-ema"], seeds=(1,)),
     **_rows("eight-", LONG, "8 sources, 20 epochs, leave-one-source-out, {}", ["mnv3s-224px-ema"], ALL_SOURCES),
+    **_head_rows(seeds=SEEDS),
+    **_head_rows(ALL_SOURCES),
 }
 
 #: The ranking columns of each set (``<prefix>_refer_auc``, ``<prefix>_refer_auc_ci95``, ...); an interval is
@@ -184,8 +210,11 @@ COLUMNS = [
 
 
 def command(name: str) -> list[str]:
-    """The ``train.py`` command line of an experiment."""
-    args = [sys.executable, "train.py", "-c", CONFIG, "--out", str(RUNS), "--name", name]
+    """The ``train.py`` (or, for a head on cached features, ``triage.training.heads``) command line of an experiment."""
+    if EXPERIMENTS[name].get("runner") == "heads":
+        args = [sys.executable, "-m", "triage.training.heads", "--out", str(RUNS), "--name", name]
+    else:
+        args = [sys.executable, "train.py", "-c", CONFIG, "--out", str(RUNS), "--name", name]
     for k, v in EXPERIMENTS[name]["set"].items():
         args += [f"--{k.replace('_', '-')}", str(v)]
     return args
@@ -206,8 +235,10 @@ def train(name: str, threads: int | None = None, workers: int | None = None) -> 
     run = ROOT / RUNS / name
     if (run / "metrics.json").exists():
         return
-    args = [sys.executable, "train.py", "--resume", str(RUNS / name)] if (run / "config.yaml").exists() else None
-    subprocess.run((args or command(name)) + compute_flags(threads, workers), cwd=ROOT, check=True)
+    resumable = (run / "config.yaml").exists() and EXPERIMENTS[name].get("runner") != "heads"
+    args = [sys.executable, "train.py", "--resume", str(RUNS / name)] if resumable else None
+    heads = EXPERIMENTS[name].get("runner") == "heads"  # a head has no data-loader workers
+    subprocess.run((args or command(name)) + compute_flags(threads, None if heads else workers), cwd=ROOT, check=True)
 
 
 def row(name: str, timing: bool = True) -> dict:
@@ -215,7 +246,10 @@ def row(name: str, timing: bool = True) -> dict:
     run = ROOT / RUNS / name
     m = json.loads((run / "metrics.json").read_text())
     model = m["model"]
-    cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
+    cfg = {}
+    for config in (run / "config.yaml", run / "config.json"):  # a training run's, or a head's (JSON is YAML)
+        if config.exists():
+            cfg = yaml.safe_load(config.read_text())
     out = {
         "name": name,
         "lever": EXPERIMENTS[name]["lever"],

@@ -19,6 +19,8 @@ def test_every_experiment_parses_into_the_recipe_with_its_changes():
     parser = get_args_parser()
     recipe = yaml.safe_load((ROOT / exp.CONFIG).read_text())
     for name, spec in exp.EXPERIMENTS.items():
+        if spec.get("runner") == "heads":
+            continue  # the next test
         args = parser.parse_args(exp.command(name)[2:])
         given = {k: v for k, v in vars(args).items() if v is not None and k not in ("config", "resume")}
         cfg = TrainConfig(**(recipe | given))  # what train.py builds
@@ -28,6 +30,25 @@ def test_every_experiment_parses_into_the_recipe_with_its_changes():
         for key, value in spec["set"].items():
             want = {"true": True, "false": False}.get(str(value).lower(), value)
             assert getattr(cfg, key) == type(getattr(cfg, key))(want), (name, key)
+
+
+def test_every_head_experiment_parses_into_its_head_config():
+    from triage.training.heads import HeadConfig, parse_args
+
+    exp = load_script("bench/experiments.py")
+    heads = {n: s for n, s in exp.EXPERIMENTS.items() if s.get("runner") == "heads"}
+    assert {n for n in heads if n.startswith("loso-")} == {
+        f"loso-{s}-dinov2-{h}" for s in exp.ALL_SOURCES for h in exp.HEADS
+    }
+    for name, spec in heads.items():
+        words = exp.command(name)
+        assert words[1:3] == ["-m", "triage.training.heads"]
+        cfg = parse_args(words[3:])
+        assert cfg.name == name and cfg.out == str(exp.RUNS)
+        changed = {k for k, v in vars(cfg).items() if v != getattr(HeadConfig(), k)} - {"name", "out"}
+        assert changed == {k for k, v in spec["set"].items() if v != getattr(HeadConfig(), k)}, name
+        for key, value in spec["set"].items():
+            assert getattr(cfg, key) == value, (name, key)
 
 
 def test_rows_carry_the_ranking_with_intervals_and_older_runs_leave_it_empty(tmp_path, monkeypatch):

@@ -260,6 +260,7 @@ def refresh_measured(card: str, section: str) -> str:
 def render_card(meta: dict, report: dict, size_mb: float, sha: str, command: str) -> str:
     """The model card, from the checkpoint metadata and the run's metrics.json."""
     t = report["model"]["test"]
+    sources = sorted(t.get("by_source", {}))  # the sources of the test split: those the model was trained on
     lines = [
         "# Model card: skin-photo triage",
         "",
@@ -277,8 +278,9 @@ def render_card(meta: dict, report: dict, size_mb: float, sha: str, command: str
         "(see per-skin-type numbers below).",
         "",
         "## Data",
-        f"Seven public sources (see `data/README` in the bundle and `triage/data/sources.py` for licences: research / "
-        f"non-commercial). Group-aware split, fingerprint `{meta['data_fingerprint']}`. "
+        f"{len(sources)} public sources ({', '.join(sources)}; see `data/README` in the bundle"
+        " and `triage/data/sources.py` for licences: research / non-commercial). "
+        f"Group-aware split, fingerprint `{meta['data_fingerprint']}`. "
         "Training uses the train split, model selection and all thresholds the validation split only.",
         "",
         "## Test-split results (after the decision policy, model + policy only)",

@@ -90,3 +90,20 @@ def test_only_finished_views_are_read(built):
     (F.feature_dir(built) / "meta.json").write_text(json.dumps(meta))
     assert finished_views(built, "photos") == ["photos/eval", "photos/mirror"]
     assert finished_views(built, "crops") == []
+
+
+def test_crops_are_computed_validation_and_test_first_and_done_rows_follow_that_order(tmp_path):
+    splits = ["train", "test", "train", "val", "train", "test"]
+    with open(tmp_path / "crops.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["crop_row", "split", "candidates"])
+        w.writeheader()
+        w.writerows({"crop_row": i, "split": s, "candidates": ""} for i, s in enumerate(splits))
+    assert F.row_order(tmp_path, "crops/eval", 6).tolist() == [1, 3, 5, 0, 2, 4]
+    assert F.row_order(tmp_path, "photos/eval", 6).tolist() == list(range(6))
+    assert F.done_rows(tmp_path, "crops/eval").tolist() == []
+    F.feature_dir(tmp_path).mkdir(parents=True)
+    meta = {"views": {"crops/eval": {"rows": 6, "done": 4, "seconds": 1.0, "skipped": {}}}}
+    (F.feature_dir(tmp_path) / "meta.json").write_text(json.dumps(meta))
+    assert F.done_rows(tmp_path, "crops/eval").tolist() == [1, 3, 5, 0]
+    with pytest.raises(RuntimeError, match="crops.csv lists 6"):
+        F.row_order(tmp_path, "crops/eval", 7)

@@ -77,6 +77,31 @@ def squares_of(data_dir: Path, view: str) -> np.ndarray:
     return crops
 
 
+def row_order(data_dir: Path, view: str, n: int) -> np.ndarray:
+    """The order a view's rows are computed in: for crops, validation and test crops first.
+
+    The close-up sets that score a head (validation and test crops) are then ready hours before the training
+    crops. ``done`` in ``meta.json`` counts positions in this order, which depends on the build alone.
+    """
+    if not view.startswith("crops/"):
+        return np.arange(n)
+    from triage.data.crops import read_crop_rows
+
+    rows = read_crop_rows(data_dir, candidates=True)
+    held = np.array([r["split"] != "train" for r in sorted(rows, key=lambda r: int(r["crop_row"]))], dtype=bool)
+    if len(held) != n:
+        raise RuntimeError(f"crops.csv lists {len(held)} crops, the crop cache holds {n}")
+    return np.concatenate([np.flatnonzero(held), np.flatnonzero(~held)])
+
+
+def done_rows(data_dir: Path, view: str) -> np.ndarray:
+    """The rows of a view already computed (all of them once it is finished; none before it starts)."""
+    record = _read_meta(data_dir)["views"].get(view)
+    if record is None:
+        return np.zeros(0, dtype=np.int64)
+    return row_order(data_dir, view, record["rows"])[: record["done"]]
+
+
 def _read_meta(data_dir: Path) -> dict:
     path = feature_dir(data_dir) / "meta.json"
     return json.loads(path.read_text()) if path.exists() else {"views": {}}
@@ -89,10 +114,10 @@ def _write_meta(data_dir: Path, meta: dict) -> None:
     tmp.replace(path)  # atomic: a run stopped mid-write leaves the previous record
 
 
-def _images(squares: np.ndarray, rows: range, transform, skipped: Counter) -> tuple[list[int], list[np.ndarray]]:
+def _images(squares: np.ndarray, rows: np.ndarray, transform, skipped: Counter) -> tuple[list[int], list[np.ndarray]]:
     """The transformed images of ``rows``; a blank or failing square is skipped and counted with its reason."""
     kept, images = [], []
-    for i in rows:
+    for i in rows.tolist():
         square = np.asarray(squares[i])
         if not square.any():
             skipped["blank square in the cache"] += 1
@@ -118,11 +143,11 @@ def extract_view(data_dir: Path, view: str, model: torch.nn.Module, precision: s
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = "r+" if path.exists() else "w+"
     out = np.lib.format.open_memmap(path, mode=mode, dtype=np.float16, shape=(len(squares), TOKENS, WIDTH))
-    skipped = Counter(record["skipped"])
+    skipped, order = Counter(record["skipped"]), row_order(data_dir, view, len(squares))
     bar = tqdm(total=len(squares), initial=record["done"], desc=view, unit="img", smoothing=0.05)
     while record["done"] < len(squares):
         start = time.perf_counter()
-        rows = range(record["done"], min(record["done"] + CHUNK, len(squares)))
+        rows = order[record["done"] : record["done"] + CHUNK]
         kept, images = _images(squares, rows, transform, skipped)
         for b in range(0, len(kept), BATCH):
             x = eval_batch(images[b : b + BATCH], INPUT_SIZE, MEAN, STD).contiguous()

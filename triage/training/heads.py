@@ -32,7 +32,7 @@ from triage.data.diagnoses import encode, vocabulary
 from triage.training.calibration import fit_temperature
 from triage.training.dataset import Split, load_splits
 from triage.training.evaluation import evaluate_arrays
-from triage.training.features import feature_dir, view_path
+from triage.training.features import done_rows, feature_dir, view_path
 from triage.training.sampling import sample_weights
 
 
@@ -166,11 +166,18 @@ def run_head(cfg: HeadConfig) -> Path:
     photos = vectors(np.load(view_path(data_dir, "photos/eval"), mmap_mode="r"))
     head, fitting = fit_head(x, y_diag, weights, groups, (photos[splits["val"].rows], splits["val"].y), cfg)
 
-    crops = vectors(np.load(view_path(data_dir, "crops/eval"), mmap_mode="r")) if "crops/eval" in crop_views else None
+    # Close-up sets are scored once their crops are computed (validation and test crops come first).
+    ready = (
+        np.zeros(0, dtype=np.int64)
+        if not view_path(data_dir, "crops/eval").exists()
+        else done_rows(data_dir, "crops/eval")
+    )
+    crops = vectors(np.load(view_path(data_dir, "crops/eval"), mmap_mode="r")) if len(ready) else None
     logits = {}
     for name, s in splits.items():
         source = crops if name.endswith("_crops") else photos
-        if name != "train" and source is not None and len(s.rows):
+        complete = not name.endswith("_crops") or bool(np.isin(s.rows, ready).all())
+        if name != "train" and source is not None and len(s.rows) and complete:
             logits[name] = _predict(head, source[s.rows])
     temperature = fit_temperature(logits["val"], splits["val"].y)
     also = (

@@ -33,7 +33,7 @@ import torch
 
 from triage.core import metrics as M
 from triage.core.policy import Thresholds, choose_thresholds, decide
-from triage.data.crops import open_crop_cache
+from triage.data.cache import open_crop_cache
 from triage.inference.engine import Triage
 from triage.research.closeups import verified_crop_positions
 from triage.training import calibrated_probs, load_splits

@@ -34,7 +34,7 @@ from triage.core import metrics as M
 from triage.core.outcomes import OUTCOMES
 from triage.core.policy import Thresholds, choose_thresholds, decide
 from triage.core.preprocess import CANONICAL_SIZE
-from triage.data.crops import open_crop_cache
+from triage.data.cache import open_crop_cache
 from triage.inference.engine import Triage
 from triage.research.closeups import verified_crop_positions
 from triage.research.step_timing import benchmark_input, time_model_step

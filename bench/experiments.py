@@ -2,7 +2,7 @@
 
     python bench/experiments.py run screen-crops-off screen-crops-on   # train (resumable), then record
     python bench/experiments.py record screen-crops-on                  # re-read a finished run folder
-    python bench/experiments.py table                                   # the README table (Markdown)
+    python bench/experiments.py table                                   # the table of docs/EXPERIMENTS.md
     python bench/experiments.py run --threads 1 --workers 1 NAME &      # two runs side by side on 2 cores
 
 Every experiment is the 160 px recipe shipped second (``configs/mobilenet_v3_small.yaml``) with a few fields changed

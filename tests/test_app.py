@@ -2,7 +2,7 @@
 
 * ``/triage`` through ``gradio_client``: a usable photo gets all four probabilities, an unusable one a
   "can't assess" with reasons, a file that is not a photo a plain ``{"error": ...}`` sentence.
-* The README's API example runs as written (only the URL and the photo's folder differ).
+* The API example in docs/APP.md runs as written (only the URL and the photo's folder differ).
 * The page works offline: nothing it or its stylesheets load comes from another host. What the browser
   actually requests is checked in ``test_browser.py``; the JS bundles are not grepped, because Gradio's
   ship dormant URLs of other sites (map tiles, the Hugging Face Spaces header) that this app never runs.
@@ -27,7 +27,7 @@ from PIL import Image
 
 from triage.core.outcomes import CANT_ASSESS, OUTCOMES
 
-#: Keys every result carries (README: outcome, probabilities, reasons, quality, timings).
+#: Keys every result carries (docs/APP.md: outcome, probabilities, reasons, quality, timings).
 RESULT_KEYS = {"outcome", "probabilities", "reasons", "reason_codes", "quality", "ood_score", "model_version"}
 RESULT_KEYS |= {"timings_ms"}
 #: What a technical error message looks like (a traceback, a code path, an exception name).
@@ -118,9 +118,9 @@ def test_only_the_documented_endpoint_is_public(client):
     assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {"/triage"}
 
 
-def test_readme_api_example_works_as_written(app_url, make_photo, tmp_path, monkeypatch):
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    api_section = readme.split("### API", 1)[1]
+def test_the_documented_api_example_works_as_written(app_url, make_photo, tmp_path, monkeypatch):
+    page = (REPO / "docs" / "APP.md").read_text(encoding="utf-8")
+    api_section = page.split("\n## API\n", 1)[1]
     code = re.search(r"```python\n(.*?)```", api_section, re.S).group(1)
     assert 'Client("http://127.0.0.1:7860/")' in code and 'handle_file("spot.jpg")' in code, code
     add_grain(make_photo(13, (300, 300))).save(tmp_path / "spot.jpg", "JPEG", quality=90)
@@ -128,7 +128,7 @@ def test_readme_api_example_works_as_written(app_url, make_photo, tmp_path, monk
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(code.replace("http://127.0.0.1:7860/", app_url + "/"), "README.md", "exec"), {})
+        exec(compile(code.replace("http://127.0.0.1:7860/", app_url + "/"), "docs/APP.md", "exec"), {})
 
     # The client announces itself ("Loaded as API: ...") before the example prints the results: the whole
     # photo, the area around the point the example taps, then the whole photo with red-flag answers.

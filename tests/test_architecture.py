@@ -3,7 +3,7 @@
 The flow is data -> training -> checkpoint -> inference -> app (docs/ARCHITECTURE.md). Serving (inference, app)
 must load no training or data-build code: both rules are checked twice, on the source (every import statement,
 lazy ones in functions included) and in a fresh interpreter (what importing the engine, the app and the CLI
-actually loads).
+actually loads). No module may reach itself through the modules it imports (no import cycle), lazy imports counted.
 """
 
 from __future__ import annotations
@@ -108,6 +108,93 @@ def test_the_checker_catches_a_crossing(tmp_path):
     n = len(probe.read_text().splitlines())
     assert violations(probe, "inference") == [f"line {n - 1}: triage.training.loop", f"line {n}: albumentations"]
     assert violations(PACKAGE / "inference" / "engine.py", "inference") == []
+
+
+def module_name(path: Path, package: Path = PACKAGE) -> str:
+    """``triage.data.build`` for ``triage/data/build.py``, ``triage.data`` for ``triage/data/__init__.py``."""
+    parts = path.relative_to(package.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    """Each module of the package and the modules of the package it imports, lazy imports included.
+
+    ``from triage.data import build`` names the module ``triage.data.build``; ``from triage.data.crops import
+    read_crop_rows`` names ``triage.data.crops``. A package's ``__init__`` counts only where it is named.
+    """
+    known = {module_name(p, package): p for p in sorted(package.rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for name, path in known.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names if a.name in known}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in known:
+                targets |= {
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module for a in node.names
+                }
+        graph[name] = targets - {name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle as ``[a, b, ..., a]``, or ``[]`` when the graph has none (depth-first search)."""
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str]:
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            if target in path:
+                return path[path.index(target) :] + [target]
+            if target not in done:
+                cycle = visit(target, path)
+                if cycle:
+                    return cycle
+        done.add(path.pop())
+        return []
+
+    for start in sorted(graph):
+        if start not in done:
+            cycle = visit(start, [])
+            if cycle:
+                return cycle
+    return []
+
+
+def test_the_package_has_no_import_cycle():
+    graph = import_graph()
+    assert "triage.data.build" in graph["triage.data.__main__"]  # the graph sees ``from triage.data.build import``
+    cycle = find_cycle(graph)
+    assert not cycle, " -> ".join(cycle)
+
+
+def test_the_cycle_checker_finds_a_cycle_and_only_a_cycle(tmp_path):
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set(), "d": {"a"}}) == []  # a diamond is no cycle
+    # A lazy import inside a function closes a circle as surely as one at the top of the module.
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "a.py").write_text("from pkg.sub.b import f\n")
+    (pkg / "sub" / "b.py").write_text("def f():\n    from pkg.sub import c\n")
+    (pkg / "sub" / "c.py").write_text("import os\n")
+    assert import_graph(pkg) == {
+        "pkg": set(),
+        "pkg.sub": set(),
+        "pkg.sub.a": {"pkg.sub.b"},
+        "pkg.sub.b": {"pkg.sub.c"},
+        "pkg.sub.c": set(),
+    }
+    assert find_cycle(import_graph(pkg)) == []
+    (pkg / "sub" / "c.py").write_text("def g():\n    import pkg.sub.a\n")
+    assert find_cycle(import_graph(pkg)) == ["pkg.sub.a", "pkg.sub.b", "pkg.sub.c", "pkg.sub.a"]
+    # On the real package: the build imports the cache, so a cache that reads the build closes a circle.
+    graph = import_graph()
+    assert find_cycle(graph) == []
+    graph["triage.data.cache"].add("triage.data.build")
+    cycle = find_cycle(graph)
+    assert cycle[0] == cycle[-1] and {"triage.data.cache", "triage.data.build"} <= set(cycle), cycle
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PACKAGE)))

@@ -201,7 +201,8 @@ def test_phone_photos_are_cached_as_serving_decodes_them(tiny, tmp_path):
     from test_lesions import skin_with_spots
 
     from triage.core.preprocess import CANONICAL_SIZE, canonical_square
-    from triage.data.crops import open_crop_cache, read_crop_rows
+    from triage.data.cache import open_crop_cache
+    from triage.data.crops import read_crop_rows
     from triage.inference.decode import decode_path
 
     folder = tmp_path / "folder"

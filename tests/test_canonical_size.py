@@ -16,8 +16,8 @@ from triage.core.policy import softmax
 from triage.core.preprocess import CANONICAL_SIZE, canonical_square
 from triage.core.transforms import eval_batch
 from triage.data.build import main as data_main
-from triage.data.cache import write_caches
-from triage.data.crops import open_crop_cache, read_crop_rows
+from triage.data.cache import open_crop_cache, write_caches
+from triage.data.crops import read_crop_rows
 from triage.inference.decode import decode_path
 from triage.inference.engine import Triage
 from triage.training import load_splits, predict_logits

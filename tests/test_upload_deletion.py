@@ -1,4 +1,4 @@
-"""Each photo's file is deleted as soon as it is answered, whatever the answer (README "Privacy").
+"""Each photo's file is deleted as soon as it is answered, whatever the answer (docs/APP.md, "Privacy").
 
 * ``take_upload`` on real files: the photo comes back as bytes and its file and Gradio's per-upload folder
   are gone; a file outside the upload folder is never touched.

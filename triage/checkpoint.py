@@ -147,7 +147,7 @@ def read_checkpoint(path: str | Path, verify: bool = True) -> dict:
     Raises:
         ModelLoadError: with a sentence saying what is wrong.
     """
-    path = check_model_file(path, verify, "Train one (see README) or pass --model.")
+    path = check_model_file(path, verify, "Train one (see docs/MODEL.md) or pass --model.")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         ckpt["meta"], ckpt["state_dict"]  # noqa: B018 - both keys must be there

@@ -44,6 +44,7 @@ from triage.data.sources import (
     load_source,
     read_image_folder,
     read_manifest,
+    read_parents,
     write_split_manifest,
 )
 from triage.data.splits import SPLITS, fingerprint, split_groups
@@ -248,26 +249,6 @@ def build(
     (out / "data_card.json").write_text(json.dumps(card, indent=2))
     (out / "DATA_CARD.md").write_text(render_data_card(card))
     return card
-
-
-def read_parents(out: Path) -> list[dict]:
-    """The build's photos as :func:`triage.data.crops.build_crops` wants them (from ``manifest.csv``)."""
-    with open(out / "manifest.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    return [
-        {
-            "path": r["path"],
-            "crop_bottom": REGISTRY[r["source"]].crop_bottom if r["source"] in REGISTRY else 0.0,
-            "cache_row": int(r["cache_row"]),
-            "split": r["split"],
-            "label": r["label"],
-            "source": r["source"],
-            "source_labels": [x for x in r["source_labels"].split(";") if x],
-            "group": r["group"],
-            "fitzpatrick": int(r["fitzpatrick"]),
-        }
-        for r in rows
-    ]
 
 
 def recut_crops(out: Path, workers: int = 2) -> dict:

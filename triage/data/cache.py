@@ -5,6 +5,8 @@ larger than that trains on upsampled squares; this module decodes the same photo
 again at a larger side, so that a run can choose its squares (``TrainConfig.canonical_size``) and nothing else
 changes: rows, splits, groups, crops and the fingerprint stay those of the build. The checkpoint records the
 side, and serving cuts its squares at that side (``triage.inference.engine``), so training and serving agree.
+It reads the build's photos and crops with their owners' readers (``sources.read_parents``,
+``crops.read_crop_rows``), and opens a build's crop squares of a chosen side for training (:func:`open_crop_cache`).
 
     python -m triage.data cache --size 256 [--out data/processed]
 """
@@ -22,6 +24,8 @@ from tqdm import tqdm
 
 from triage.core.pixels import upright_rgb
 from triage.core.preprocess import CANONICAL_SIZE, canonical_square, crop_bottom
+from triage.data.crops import crop_cache_path, read_crop_rows
+from triage.data.sources import read_parents
 
 
 def photo_cache_path(data_dir: Path, size: int = CANONICAL_SIZE) -> Path:
@@ -29,14 +33,23 @@ def photo_cache_path(data_dir: Path, size: int = CANONICAL_SIZE) -> Path:
     return Path(data_dir) / f"cache_{size}.npy"
 
 
-def crop_cache_path(data_dir: Path, size: int = CANONICAL_SIZE) -> Path:
-    """Where a build keeps its crops' canonical squares of side ``size``."""
-    return Path(data_dir) / f"crops_{size}.npy"
-
-
 def missing_cache_message(path: Path, size: int) -> str:
     """What to run when a run asks for squares the build does not hold yet."""
     return f"{path} is missing: write the {size} px squares first with `python -m triage.data cache --size {size}`"
+
+
+def open_crop_cache(data_dir: Path, size: int = CANONICAL_SIZE) -> np.ndarray | None:
+    """The crop cache of side ``size``, memory-mapped (``None`` for a build without crops).
+
+    Raises:
+        FileNotFoundError: the build cut crops, but holds no squares of that side yet (``python -m triage.data cache``).
+    """
+    path = crop_cache_path(data_dir, size)
+    if path.exists():
+        return np.load(path, mmap_mode="r")
+    if size != CANONICAL_SIZE and read_crop_rows(data_dir):
+        raise FileNotFoundError(missing_cache_message(path, size))
+    return None
 
 
 def squares_of(path: str, crop_share: float, size: int, boxes: list[tuple[int, int, int, int]]) -> list[np.ndarray]:
@@ -90,9 +103,6 @@ def write_caches(data_dir: Path, size: int, workers: int = 2) -> dict:
     Returns:
         counts and wall time, also recorded under ``caches`` in the build's ``data_card.json``.
     """
-    from triage.data.build import read_parents  # the build imports the crops module, which imports this one
-    from triage.data.crops import read_crop_rows
-
     t0 = time.time()
     data_dir = Path(data_dir)
     parents = sorted(read_parents(data_dir), key=lambda p: p["cache_row"])

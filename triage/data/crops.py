@@ -36,7 +36,6 @@ from tqdm import tqdm
 from triage.core.outcomes import OUTCOMES
 from triage.core.pixels import upright_rgb
 from triage.core.preprocess import CANONICAL_SIZE, canonical_square, crop_bottom
-from triage.data.cache import crop_cache_path, missing_cache_message
 from triage.data.labels import EXCLUDE, load_label_map
 from triage.data.lesions import KINDS_FOR_OUTCOME, find_spots, spot_crops
 
@@ -288,6 +287,11 @@ def _candidates(photo: dict, rules: dict) -> str:
     return ";".join(candidate_outcomes(photo["source"], photo["source_labels"], rules))
 
 
+def crop_cache_path(data_dir: Path, size: int = CANONICAL_SIZE) -> Path:
+    """Where a build keeps its crops' canonical squares of side ``size``."""
+    return Path(data_dir) / f"crops_{size}.npy"
+
+
 def read_crop_rows(data_dir: Path, candidates: bool = False) -> list[dict]:
     """The rows of ``crops.csv`` (empty for a build without crops).
 
@@ -302,17 +306,3 @@ def read_crop_rows(data_dir: Path, candidates: bool = False) -> list[dict]:
     for r in rows:
         r["candidates"] = r.get("candidates") or ""
     return rows if candidates else [r for r in rows if not r["candidates"]]
-
-
-def open_crop_cache(data_dir: Path, size: int = CANONICAL_SIZE) -> np.ndarray | None:
-    """The crop cache of side ``size``, memory-mapped (``None`` for a build without crops).
-
-    Raises:
-        FileNotFoundError: the build cut crops, but holds no squares of that side yet (:mod:`triage.data.cache`).
-    """
-    path = crop_cache_path(data_dir, size)
-    if path.exists():
-        return np.load(path, mmap_mode="r")
-    if size != CANONICAL_SIZE and read_crop_rows(data_dir):
-        raise FileNotFoundError(missing_cache_message(path, size))
-    return None

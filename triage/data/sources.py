@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from triage.core.outcomes import OUTCOMES
+from triage.data.crops import read_crop_rows
 from triage.data.labels import map_labels
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif")
@@ -290,8 +291,6 @@ def write_split_manifest(folder: str | Path, split: str, out_csv: str | Path, cl
     rows = [dict(r, box="") for r in photos if r["split"] == split]
     if closeups:
         path_of = {r["cache_row"]: r["path"] for r in photos}
-        from triage.data.crops import read_crop_rows  # here: crops reads the label map, which reads sources
-
         rows = [dict(r, path=path_of[r["cache_row"]]) for r in read_crop_rows(folder) if r["split"] == split]
     columns = ["path", "label", "source", "group", "fitzpatrick"] + (["box"] if closeups else [])
     with open(out_csv, "w", newline="") as oh:
@@ -301,3 +300,23 @@ def write_split_manifest(folder: str | Path, split: str, out_csv: str | Path, cl
             rel = os.path.relpath(r["path"], out_csv.parent.resolve())
             w.writerow([rel] + [r[c] for c in columns[1:]])
     return len(rows)
+
+
+def read_parents(out: Path) -> list[dict]:
+    """The build's photos as :func:`triage.data.crops.build_crops` wants them (from ``manifest.csv``)."""
+    with open(out / "manifest.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return [
+        {
+            "path": r["path"],
+            "crop_bottom": REGISTRY[r["source"]].crop_bottom if r["source"] in REGISTRY else 0.0,
+            "cache_row": int(r["cache_row"]),
+            "split": r["split"],
+            "label": r["label"],
+            "source": r["source"],
+            "source_labels": [x for x in r["source_labels"].split(";") if x],
+            "group": r["group"],
+            "fitzpatrick": int(r["fitzpatrick"]),
+        }
+        for r in rows
+    ]

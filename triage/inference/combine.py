@@ -2,7 +2,7 @@
 
 Two rules were measured (``bench/tap_rule.py``): averaging the crops' calibrated probabilities and then
 applying the decision policy once (``"mean"``), or applying the policy to each crop and keeping the most
-cautious outcome (``"cautious"``). :data:`TAP_RULE` is the one shipped; the README gives the numbers.
+cautious outcome (``"cautious"``). :data:`TAP_RULE` is the one shipped; docs/APP.md gives the numbers.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ MEAN = "mean"
 CAUTIOUS = "cautious"
 RULES = (MEAN, CAUTIOUS)
 
-#: The shipped rule (see the module docstring and the README for the measurement).
+#: The shipped rule (see the module docstring and docs/APP.md for the measurement).
 TAP_RULE = MEAN
 
 

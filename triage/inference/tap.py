@@ -21,7 +21,7 @@ from triage.core.geometry import Box, square_inside
 from triage.core.preprocess import CANONICAL_SIZE
 
 #: Sides of the crops judged around a tapped point, as shares of the photo's shorter side. Chosen with
-#: ``bench/tap_rule.py`` on close-up crops of the test split (see the README, "Tap the spot").
+#: ``bench/tap_rule.py`` on close-up crops of the test split (see docs/APP.md, "Tap the spot, measured").
 TAP_SCALES: tuple[float, ...] = (0.25, 0.4, 0.6)
 
 #: Fewest pixels a crop is given when the photo has them: the model's canonical square (no upscaling).

@@ -224,7 +224,8 @@ def crop_grid(build: Build, per_outcome: int = 8, split: str | None = "train", s
 
     Used to check by eye how often a crop really holds a spot (see ``triage/data/lesions.py``).
     """
-    from triage.data.crops import open_crop_cache, read_crop_rows
+    from triage.data.cache import open_crop_cache
+    from triage.data.crops import read_crop_rows
 
     squares = open_crop_cache(build.folder)
     return outcome_rows_grid(

@@ -67,7 +67,7 @@ def load_splits(
 
     Besides ``train``, ``val`` and ``test``, the dict holds the close-up sets ``train_crops``, ``val_crops``
     and ``test_crops`` (empty when the build cut no lesion-centred crops; their ``rows`` index the crop cache,
-    :func:`triage.data.crops.open_crop_cache`), and with ``holdout_source`` also ``holdout`` (every photo of that
+    :func:`triage.data.cache.open_crop_cache`), and with ``holdout_source`` also ``holdout`` (every photo of that
     source, whatever its split) and ``holdout_crops``, while the other sets lose that source and any copy of its
     photos filed under another source (the same duplicate group). ``canonical_size``
     picks the squares' side (:mod:`triage.data.cache`).

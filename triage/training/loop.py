@@ -21,7 +21,7 @@ from triage.core import metrics as M
 from triage.core.outcomes import OUTCOMES
 from triage.core.policy import softmax
 from triage.core.transforms import eval_batch
-from triage.data.crops import open_crop_cache
+from triage.data.cache import open_crop_cache
 from triage.data.diagnoses import encode, vocabulary
 from triage.models.backbones import BACKBONES, build_model, freeze_leading_features, unfold_batchnorm
 from triage.training.augment import train_transform

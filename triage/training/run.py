@@ -21,7 +21,7 @@ from triage.checkpoint import checkpoint_meta, save_checkpoint
 from triage.core import metrics as M
 from triage.core.outcomes import OUTCOMES
 from triage.core.policy import Thresholds, choose_thresholds, softmax
-from triage.data.crops import open_crop_cache
+from triage.data.cache import open_crop_cache
 from triage.models.backbones import BACKBONES
 from triage.models.ood import fit_ood
 from triage.training.baselines import run_baselines, standard_recipe_config

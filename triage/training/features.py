@@ -29,8 +29,8 @@ import torch
 from tqdm import tqdm
 
 from triage.core.transforms import eval_batch
-from triage.data.cache import photo_cache_path
-from triage.data.crops import open_crop_cache
+from triage.data.cache import open_crop_cache, photo_cache_path
+from triage.data.crops import read_crop_rows
 from triage.models.dinov2 import DEFAULT_WEIGHTS, INPUT_SIZE, MEAN, POOL_GRID, STD, WIDTH, dinov2_features, load_dinov2
 
 #: The views in the order they are worth computing: what evaluation needs first, then training variety.
@@ -85,8 +85,6 @@ def row_order(data_dir: Path, view: str, n: int) -> np.ndarray:
     """
     if not view.startswith("crops/"):
         return np.arange(n)
-    from triage.data.crops import read_crop_rows
-
     rows = read_crop_rows(data_dir, candidates=True)
     held = np.array([r["split"] != "train" for r in sorted(rows, key=lambda r: int(r["crop_row"]))], dtype=bool)
     if len(held) != n:

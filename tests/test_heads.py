@@ -107,3 +107,15 @@ def test_crops_are_computed_validation_and_test_first_and_done_rows_follow_that_
     assert F.done_rows(tmp_path, "crops/eval").tolist() == [1, 3, 5, 0]
     with pytest.raises(RuntimeError, match="crops.csv lists 6"):
         F.row_order(tmp_path, "crops/eval", 7)
+
+
+def test_a_saved_head_loads_and_predicts_what_it_scored(built, tmp_path):
+    from triage.training.dataset import load_splits
+    from triage.training.heads import load_head, predict_outcome_logits, vectors
+
+    _plant(built, 2.0, seed=4)
+    run = run_head(HeadConfig(data=str(built), out=str(tmp_path), name="s", kind="mlp", epochs=3, batch=32))
+    _, splits, _ = load_splits(built)
+    x = vectors(np.load(F.view_path(built, "photos/eval")))[splits["test"].rows]
+    saved = np.load(run / "logits.npz")["test"]
+    assert np.allclose(predict_outcome_logits(load_head(run / "head.pt"), x), saved, atol=1e-5)

@@ -86,6 +86,16 @@ class FeatureHead(nn.Module):
         return out
 
 
+def load_head(path: Path) -> FeatureHead:
+    """A head saved by :func:`run_head` (``head.pt``), in eval mode."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    state, cfg = saved["state"], saved["config"]
+    head = FeatureHead(state["mean"].numpy(), state["std"].numpy(), state["groups"].tolist(), cfg["kind"],
+                       cfg["hidden"], cfg["dropout"])  # fmt: skip
+    head.load_state_dict(state)
+    return head.eval()
+
+
 def vectors(tokens: np.ndarray) -> np.ndarray:
     """The head's input: class token and mean patch token side by side, float32 ``[N, 768]``."""
     return np.asarray(tokens[:, :2], dtype=np.float32).reshape(len(tokens), -1)
@@ -97,6 +107,11 @@ def finished_views(data_dir: Path, kind: str) -> list[str]:
     views = json.loads(meta_path.read_text())["views"] if meta_path.exists() else {}
     done = [v for v, r in views.items() if v.startswith(kind + "/") and r["done"] == r["rows"]]
     return sorted(done, key=lambda v: (not v.endswith("/eval"), v))
+
+
+def predict_outcome_logits(head: FeatureHead, x: np.ndarray) -> np.ndarray:
+    """Outcome logits (before temperature) of feature vectors ``x`` (:func:`vectors`)."""
+    return _predict(head, x)
 
 
 def _predict(head: FeatureHead, x: np.ndarray) -> np.ndarray:

@@ -7,7 +7,8 @@ Starts ``serve.py`` on 127.0.0.1 at a free port, then saves six PNGs (each kept 
 
 * ``client-milia-like.png`` and ``client-refer.png``: the "Check a photo" answer (card, disclaimer and the
   answer's own page) on a 390 px wide phone screen, for a milia-like and a refer-to-doctor result;
-* ``questions-phone.png``: the red-flag questions on the phone, as answered for the refer-to-doctor shot;
+* ``questions-phone.png``: the red-flag questions on the phone with "Yes" to the eye question, down to the answer's
+  card, which then leads with "Get help now: call 999 or go to A&E" whatever the photo showed;
 * ``tap-phone.png``: a generated photo with one spot tapped: the answer and the framed area that was judged;
 * ``therapist.png``: the Therapist tab after "Analyse", from the decision down: the outcome card, the
   probability bars (no headline class) with what they mean, and the Grad-CAM heatmap;
@@ -22,8 +23,8 @@ milia-like one (used as it is).
 
 When no generated photo gets refer-to-doctor from the model (the shipped model's out-of-distribution gate
 declines every dark patch tried as "not like skin"), the refer-to-doctor shot is the milia-like photo with "Yes"
-to the first red-flag question (the spot is new or has changed): that referral comes from the client's answer,
-not from the photo, and its card says so. The script prints which route it took.
+to the first red-flag question (a new mole or patch, or a change over weeks): that referral comes from the
+client's answer, not from the photo, and its card says so. The script prints which route it took.
 """
 
 from __future__ import annotations
@@ -531,40 +532,45 @@ def answer_region(driver, card) -> tuple[float, float, float, float]:
 # -- the screenshots -----------------------------------------------------------------------------------
 
 
-def client_answer(
-    driver,
-    url: str,
-    photo: Path,
-    outcome: str,
-    png: Path,
-    flag_yes: bool = False,
-    questions_png: Path | None = None,
-) -> Path:
+def client_answer(driver, url: str, photo: Path, outcome: str, png: Path, flag_yes: bool = False) -> Path:
     """On the "Check a photo" tab: upload ``photo``, press the button, save the answer as a client reads it.
 
     Args:
         outcome: the answer expected (a warning is printed when the card shows another).
-        flag_yes: first answer "Yes" to the first red-flag question (the spot is new or has changed).
-        questions_png: where to save the questions, as answered, just before the button is pressed.
+        flag_yes: first answer "Yes" to the first red-flag question (a new mole or patch, or a change over weeks).
     """
-    from selenium.webdriver.common.by import By
-
     open_app(driver, url)
     select_tab(driver, "Check a photo")
     if flag_yes:
         answer_question(driver, 0, "Yes")
     upload_photo(driver, photo)
-    if questions_png is not None:
-        panel = visible_panel(driver)
-        intro = panel.find_element(By.CSS_SELECTOR, ".questions-intro")
-        button = next(b for b in panel.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Check my photo")
-        screenshot(driver, questions_png, region(driver, button, first=intro))
     got = click_and_wait(driver, "Check my photo", (".outcome-card", ".disclaimer"))
     shown = got[".outcome-card"].get_attribute("data-outcome")
     if shown != outcome:
         print(f"warning: {png.name} shows {shown!r}, not {outcome!r}", file=sys.stderr)
     # The answer as a client reads it: card, disclaimer and the answer's own page.
     return screenshot(driver, png, answer_region(driver, got[".outcome-card"]))
+
+
+def eye_answer(driver, url: str, photo: Path, png: Path) -> Path:
+    """The questions with "Yes" to the eye question, down to the card it gives (999 first, whatever the photo)."""
+    from selenium.webdriver.common.by import By
+
+    from triage.core.red_flags import RED_FLAGS
+
+    open_app(driver, url)
+    select_tab(driver, "Check a photo")
+    answer_question(driver, [f.key for f in RED_FLAGS].index("eye"), "Yes")
+    upload_photo(driver, photo)
+    intro = visible_panel(driver).find_element(By.CSS_SELECTOR, ".questions-intro")
+    got = click_and_wait(driver, "Check my photo", (".outcome-card", ".disclaimer"))
+    card = got[".outcome-card"]
+    if card.get_attribute("data-urgency") != "emergency":
+        print(
+            f"warning: {png.name} shows urgency {card.get_attribute('data-urgency')!r}, not 'emergency'",
+            file=sys.stderr,
+        )
+    return screenshot(driver, png, region(driver, card, first=intro))
 
 
 def take_screenshots(url: str, photos: dict[str, Path], out: Path, profile_dir: Path) -> list[Path]:
@@ -587,17 +593,11 @@ def take_screenshots(url: str, photos: dict[str, Path], out: Path, profile_dir: 
         refer = photos.get("refer-to-doctor")
         saved.append(
             client_answer(
-                driver,
-                url,
-                refer or photos["milia-like"],
-                "refer-to-doctor",
-                out / "client-refer.png",
-                flag_yes=refer is None,
-                questions_png=out / "questions-phone.png",
+                driver, url, refer or photos["milia-like"], "refer-to-doctor", out / "client-refer.png", refer is None
             )
         )
-        saved.insert(-1, out / "questions-phone.png")
         photo = photos["milia-like"]
+        saved.append(eye_answer(driver, url, photo, out / "questions-phone.png"))
 
         # Tap the spot: a fresh page, the photo, one tap, then the answer with the framed area it judged.
         open_app(driver, url)

@@ -118,6 +118,29 @@ def build_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def build_fixed_answer_checkpoint(path: Path, outcome: str) -> Path:
+    """A complete tiny checkpoint whose network gives ``outcome`` for every photo the safety gate lets through.
+
+    Its last layer ignores the photo (zero weights) and favours ``outcome`` by a wide margin (bias), so the
+    engine, the CLI and the app can be run for a chosen answer with nothing replaced.
+    """
+    import torch
+
+    from triage.checkpoint import save_checkpoint
+    from triage.core.outcomes import OUTCOMES
+    from triage.models.backbones import build_model
+
+    torch.manual_seed(0)
+    model = build_model(TINY_ARCH, len(OUTCOMES), None)
+    last = model.classifier[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(-10.0)
+        last.bias[OUTCOMES.index(outcome)] = 10.0
+    save_checkpoint(model, tiny_checkpoint_meta(), path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """Path of a small random-weight triage checkpoint with its ``.sha256`` (shared: copy it before damaging it)."""

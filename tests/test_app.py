@@ -27,9 +27,9 @@ from PIL import Image
 
 from triage.core.outcomes import CANT_ASSESS, OUTCOMES
 
-#: Keys every result carries (docs/APP.md: outcome, probabilities, reasons, quality, timings).
+#: Keys every result carries (docs/APP.md: outcome, probabilities, reasons, quality, timings; and the urgency).
 RESULT_KEYS = {"outcome", "probabilities", "reasons", "reason_codes", "quality", "ood_score", "model_version"}
-RESULT_KEYS |= {"timings_ms"}
+RESULT_KEYS |= {"timings_ms", "urgency"}
 #: What a technical error message looks like (a traceback, a code path, an exception name).
 TECHNICAL = re.compile(r"Traceback|File \"|\.py\b|line \d+|Exception|Error\b|errno|0x[0-9a-fA-F]{4,}|[<>{}]")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}

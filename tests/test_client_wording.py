@@ -119,9 +119,11 @@ def test_the_unsure_referral_says_the_app_was_unsure():
     assert "app was unsure" in engine.UNSURE_MESSAGE.lower()
 
 
-def test_the_milia_like_answer_sends_a_lasting_or_growing_bump_to_a_doctor():
-    step = app.NEXT_STEP["milia-like"].lower()
-    assert "single bump" in step and "grows" in step and "doctor" in step
+def test_the_milia_like_answer_sends_a_growing_or_odd_bump_to_a_doctor():
+    # Not "a bump that stays": milia stay, so that sent every milium to a doctor.
+    for step in (app.NEXT_STEP["milia-like"].lower(), app.THERAPIST_NEXT_STEP["milia-like"].lower()):
+        assert "grows, bleeds, crusts or looks unlike the others" in step and "doctor" in step
+        assert "stays" not in step
 
 
 @pytest.mark.parametrize("outcome", ANSWERS)

@@ -22,9 +22,12 @@ from conftest import REPO
 
 from triage.app import layout as app
 from triage.app.content_loader import (
+    AFTER_TREATMENT_LINE,
+    BLISTERS_LINE,
     CONTRAINDICATION_ACTIONS,
     EMERGENCY_LINE,
     LEARN_ORDER,
+    NEAR_EYE_LINE,
     OUTCOME_PAGES,
     WHO_JUDGES_LINE,
     all_pages,
@@ -138,7 +141,68 @@ def test_every_outcome_page_carries_the_emergency_and_who_judges_lines(outcome: 
 
 def test_the_emergency_line_names_999_and_ae() -> None:
     assert "999" in EMERGENCY_LINE and "A&E" in EMERGENCY_LINE
-    assert "only a doctor can say what a spot is" in WHO_JUDGES_LINE
+    # The same conditions as the eye and unwell questions (triage.core.red_flags).
+    for condition in ("swelling around the eye", "vision", "very unwell", "spreading fast", "fever"):
+        assert condition in EMERGENCY_LINE
+    # The therapist confirms a blackhead in person; the medical opinion is a doctor's.
+    assert "only a doctor can give a medical opinion" in WHO_JUDGES_LINE
+
+
+#: A time limit or an urgency: "within two weeks", "after about four weeks", "the same day".
+TIME_LIMIT = re.compile(r"\b(within|after about|after) (\d+|two|four|a few) (days|weeks|months)\b|\bthe same day\b")
+
+
+@pytest.mark.parametrize("outcome", OUTCOME_NAMES)
+def test_every_outcome_page_says_how_soon_in_its_doctor_line(outcome: str) -> None:
+    doctor_line = _paragraphs(page(f"outcome_{outcome}"))[1]
+    assert TIME_LIMIT.search(doctor_line), f"outcome_{outcome}.md: the doctor line gives no time limit or urgency"
+
+
+def test_the_time_limit_detector_can_fail() -> None:
+    assert not TIME_LIMIT.search("**When to see a doctor:** if it changes, or book once your skin has calmed down.")
+    assert TIME_LIMIT.search("see a GP if a spot has not gone within 4 weeks")
+
+
+def test_the_other_page_says_near_the_top_that_it_can_hide_a_skin_cancer() -> None:
+    first = _paragraphs(page("outcome_other"))[0].lower()
+    assert "skin cancer" in first and "whether or not you are planning a facial" in first
+    assert "blackhead" in first and "before any facial" not in page("outcome_other").lower()
+    assert "not one to assume" not in page("outcome_other").lower(), "the double negative is back"
+
+
+#: Pages that send a spot near the eye, or blisters, somewhere: each says it in the one shared sentence.
+NEAR_EYE_PAGES = ["outcome_pustule", "outcome_refer-to-doctor", "doctor_check", "milia_vs_pustules"]
+BLISTER_PAGES = ["outcome_pustule", "outcome_refer-to-doctor", "doctor_check", "faq"]
+
+
+def test_near_the_eye_and_blisters_are_said_one_way_everywhere() -> None:
+    for name in NEAR_EYE_PAGES:
+        assert NEAR_EYE_LINE in page(name), f"{name}.md: not the shared near-the-eye sentence"
+    for name in BLISTER_PAGES:
+        assert BLISTERS_LINE in page(name), f"{name}.md: not the shared blisters sentence"
+    for path in PAGES:
+        rest = path.read_text(encoding="utf-8").replace(NEAR_EYE_LINE, "").replace(BLISTERS_LINE, "")
+        rest = rest.replace(EMERGENCY_LINE, "")
+        assert not re.search(r"\bblisters\b", rest), f"{path.name} speaks of blisters in other words"
+        for sentence in re.split(r"(?<=[.:;])\s", rest):
+            said = sentence.lower()
+            assert not ("eye" in said and "same day" in said), f"{path.name}: another near-the-eye rule: {sentence}"
+
+
+def test_removal_and_aftercare_give_the_same_after_treatment_rule() -> None:
+    for name in ("extraction", "aftercare"):
+        assert AFTER_TREATMENT_LINE in page(name), f"{name}.md: not the shared after-treatment sentence"
+
+
+def test_aftercare_keeps_daily_sunscreen_after_the_first_two_weeks() -> None:
+    later = page("aftercare").split("After two weeks", 1)[1].split("\n", 1)[0].lower()
+    assert "daily sunscreen" in later
+
+
+def test_babies_milia_go_to_a_doctor_only_if_they_last() -> None:
+    for name in ("milia", "outcome_milia-like"):
+        text = page(name).lower()
+        assert "beyond a few months" in text and "on a baby" not in text
 
 
 @pytest.mark.parametrize("name", ["doctor_check", "milia_vs_pustules", "faq"])
@@ -194,7 +258,9 @@ def test_no_milia_page_uses_a_skin_cancer_sign_word(name: str) -> None:
 def test_milia_pages_name_skin_cancer_among_the_look_alikes(name: str) -> None:
     text = page(name).lower()
     assert "basal cell carcinoma" in text and "skin cancer" in text
-    assert "a single bump that stays, or slowly grows, needs a doctor" in text
+    # Milia stay: "a bump that stays" would send every milium to a doctor.
+    assert "grows, bleeds, crusts or looks unlike the others" in text and "*when a spot needs a doctor*" in text
+    assert "single bump that stays" not in text
 
 
 def test_a_bump_that_will_not_come_out_is_referred_not_retried() -> None:
@@ -207,6 +273,10 @@ def test_a_bump_that_will_not_come_out_is_referred_not_retried() -> None:
 def test_refer_asks_for_a_doctor_whatever_the_facial_plans() -> None:
     text = page("outcome_refer-to-doctor").lower()
     assert "whether or not you are planning a facial" in text
+    # What an NHS patient can do: no self-booked dermatologist, no "urgent appointment" without a time.
+    assert "ask your gp to see you within two weeks" in text
+    assert "dermatologist" not in text and "urgent appointment" not in text
+    assert "or the app could not decide" in text
     for sign in ("bigger", "bleeds", "not healed"):
         assert sign in text, f"refer page lacks the urgent sign {sign!r}"
     assert "before any facial" not in app.HEADLINES["refer-to-doctor"].lower()
@@ -222,8 +292,12 @@ def test_milia_like_answer_shows_who_should_wait_and_warns_against_home_tools() 
 
 def test_pustule_page_lists_warning_signs() -> None:
     text = page("outcome_pustule").lower()
-    for sign in ("fever", "spreading", "eye", "large, painful lump", "folliculitis"):
+    for sign in ("fever", "spreading", "eye", "deep, hard or painful lump", "folliculitis"):
         assert sign in text
+    doctor_line = _paragraphs(page("outcome_pustule"))[1].lower()
+    assert "gp if a spot has not gone within 4 weeks" in doctor_line and "nodule or cyst" in doctor_line
+    assert "pharmacist" in _paragraphs(page("outcome_pustule"))[0].lower(), "the pharmacist stays for ordinary spots"
+    assert not [p.name for p in PAGES if "infection deeper" in p.read_text(encoding="utf-8")]
 
 
 #: A phrase of the can't-assess page for each reason the quality gate can give.

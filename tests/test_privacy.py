@@ -203,7 +203,7 @@ def test_answered_photos_leave_no_file_even_before_cleanup(batch):
 
 
 def test_nothing_returned_carries_metadata(batch):
-    keys = {"outcome", "probabilities", "reasons", "reason_codes", "quality", "ood_score", "model_version"}
+    keys = {"outcome", "urgency", "probabilities", "reasons", "reason_codes", "quality", "ood_score", "model_version"}
     for answer in batch.api_answers:
         # No file name, no EXIF, no extra fields: only the answers the API was sent back (they were given).
         assert set(answer) == keys | {"timings_ms", "answers"}, sorted(answer)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 from conftest import REPO, add_grain, shared_photo
 
 from triage import __main__ as cli
-from triage.core.outcomes import ANSWER_CAUTION, CANT_ASSESS, MILIA, OUTCOMES, REFER
+from triage.core.outcomes import ANSWER_CAUTION, CANT_ASSESS, EMERGENCY, MILIA, OUTCOMES, REFER, TODAY
 from triage.core.red_flags import (
     EMERGENCY_LINE,
     NO,
@@ -39,9 +40,23 @@ def test_a_yes_refers_whatever_the_photo_and_says_why(flag, outcome):
     assert got == REFER
     assert flag.if_yes in reasons and "Photo reason." in reasons
     assert codes == [f"flag_{flag.key}", "photo_code"]
-    lead = EMERGENCY_LINE if flag.level == "emergency" else flag.if_yes
+    lead = EMERGENCY_LINE if flag.urgency == EMERGENCY else flag.if_yes
     assert reasons[0] == lead
-    assert (EMERGENCY_LINE in reasons) == (flag.level in ("emergency", "same-day"))
+    assert (EMERGENCY_LINE in reasons) == (flag.urgency in (EMERGENCY, TODAY))
+
+
+def test_an_ordinary_new_tender_pimple_answers_no():
+    """Every fresh spot is new and a pustule is tender: neither alone may be a yes (a GP asks about more)."""
+    by_key = {f.key: f.question.lower() for f in RED_FLAGS}
+    assert "new mole or patch" in by_key["changed"] and "over weeks" in by_key["changed"]
+    assert not re.search(r"\bis it new\b", by_key["changed"])
+    assert not re.search(r"painful|tender|sore|swollen", by_key["unwell"]), "tenderness alone would be a yes"
+    assert "spreading" in by_key["unwell"] and "fever" in by_key["unwell"]
+    assert "swelling around the eye" in by_key["eye"] and "vision" in by_key["eye"]
+    # The emergency line carries the same conditions as the eye question.
+    assert "red, hot, painful swelling around the eye" in by_key["eye"] and "red, hot, painful swelling" in (
+        EMERGENCY_LINE
+    )
 
 
 @pytest.mark.parametrize("outcome", ALL_OUTCOMES)
@@ -167,7 +182,7 @@ def test_cli_changed_flag_refers_a_photo_the_shipped_model_answers_milia_like(sh
     code, out, _ = run_cli(capsys, str(photo), "--json", "--flags", "changed")
     row = json.loads(out)[0]
     assert code == 0 and row["outcome"] == REFER
-    assert row["reasons"][0].startswith("You said the spot is new or has changed")
+    assert row["reasons"][0].startswith("You said it is a new mole or patch, or has changed")
 
 
 # -- the app: API, both tabs, printable summary -------------------------------------------------------------------
@@ -185,7 +200,7 @@ def test_api_flags_refer_and_say_why(api, spot):
 
     result = api.predict(handle_file(str(spot)), flags="changed,eye=no", api_name="/triage")
     assert result["outcome"] == REFER and result["answers"] == {"changed": YES, "eye": NO}
-    assert result["reasons"][0].startswith("You said the spot is new or has changed")
+    assert result["reasons"][0].startswith("You said it is a new mole or patch, or has changed")
 
 
 def test_api_without_flags_records_no_answers(api, spot):
@@ -227,10 +242,11 @@ def photo_slots(path) -> list:
 
 @pytest.mark.parametrize("flag", RED_FLAGS, ids=lambda f: f.key)
 def test_client_tab_a_yes_gives_the_referral_card(tiny_app, spot, flag):
-    from triage.app.layout import HEADLINES
+    from triage.app.wording import headline
 
     card, education = handler(tiny_app, "client")(*photo_slots(spot), *flag_values(**{flag.key: YES}))
-    assert f"data-outcome='{REFER}'" in card and HEADLINES[REFER] in card
+    # The referral card, headed by the yes's urgency: 999 for the eye, today for unwell, else "soon".
+    assert f"data-outcome='{REFER}'" in card and headline(REFER, flag.urgency) in card
     assert flag.if_yes.replace("'", "&#x27;") in card
     assert education.startswith("# ") and EMERGENCY_LINE in education
 

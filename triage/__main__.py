@@ -112,7 +112,10 @@ def _evaluate(triage: Triage, args: argparse.Namespace) -> int:
 
 
 def _predict(triage: Triage, args: argparse.Namespace) -> int:
-    """``predict``: judge each photo (around its point, if given), apply the answers, print text or JSON."""
+    """``predict``: judge each photo (around its point, if given), apply the answers, print text or JSON.
+
+    Each result carries its ``urgency`` (:mod:`triage.core.urgency`), the combined one the most urgent.
+    """
     from tqdm import tqdm
 
     if len(args.point) > len(args.photos):
@@ -165,10 +168,10 @@ def _text_line(r: dict) -> str:
     if "error" in r:
         return f"{r['file']}: not checked - {r['error']}"
     if "combined" in r:
-        return f"combined: {r['combined']['outcome']}"
+        return f"combined: {r['combined']['outcome']}, urgency {r['combined']['urgency']}"
     probs = ", ".join(f"{k} {v:.2f}" for k, v in (r["probabilities"] or {}).items())
     return (
-        f"{r['file']}: {r['outcome']}"
+        f"{r['file']}: {r['outcome']}, urgency {r['urgency']}"
         + (f" (around the spot at {r['point'][0]:.2f},{r['point'][1]:.2f})" if r.get("point") else "")
         + (f" ({probs})" if probs else "")
         + "".join(f"\n  - {s}" for s in r["reasons"])

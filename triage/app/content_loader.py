@@ -16,10 +16,25 @@ CONTENT_DIR = Path(__file__).with_name("content")
 #: a client reads one rule wherever they land.
 EMERGENCY_LINE = red_flags.EMERGENCY_LINE
 
-#: Who judges what, in one sentence on every outcome page: the therapist may only stop, never name a spot.
+#: Who judges what, in one sentence on every outcome page: the therapist checks and may stop; the medical
+#: opinion is a doctor's. ("Say what a spot is" clashed with the therapist confirming a blackhead in person.)
 WHO_JUDGES_LINE = (
-    "Before any treatment, your therapist checks your skin in person and stops if unsure; only a doctor can "
-    "say what a spot is."
+    "Before any treatment, your therapist checks your skin in person and stops if unsure; only a doctor can give "
+    "a medical opinion on a spot."
+)
+
+#: A spot near the eye, said one way on every page that names it (a painful, red or swollen one is same-day).
+NEAR_EYE_LINE = "See a doctor the same day about a spot near the eye that is painful, red or swollen."
+
+#: Blisters and crusts, said one way on every page that names them.
+BLISTERS_LINE = (
+    "Blisters or golden crusts, such as cold sores or impetigo, are catching: ask a pharmacist, and have no facial "
+    "until they have cleared; see a doctor the same day for painful blisters near the eye, or with a fever."
+)
+
+#: After a treatment, on the removal page and the after-care page alike.
+AFTER_TREATMENT_LINE = (
+    "See a doctor the same day if the treated area becomes more painful, swollen or hot, oozes pus, or you get a fever."
 )
 
 #: Learn tab, in order. Each page's title is its own ``# heading``, so the tab, the page and the

@@ -24,7 +24,13 @@ from triage.app.content_loader import EMERGENCY_LINE, OUTCOME_PAGES, contraindic
 from triage.app.framed import area_box, data_uri, framed_thumbnail
 from triage.app.therapist_view import heatmap_html, probability_panel, summary_link_html
 from triage.app.upload_dir import take_upload, upload_path
-from triage.app.wording import outcome_words, resemblance_lines
+from triage.app.wording import (
+    URGENCY_WORDS,
+    headline,
+    next_step,
+    outcome_words,
+    resemblance_lines,
+)
 from triage.core.outcomes import CANT_ASSESS, OUTCOMES
 from triage.core.red_flags import NO, NOT_SURE, RED_FLAGS, YES, FlagError, parse_flags
 from triage.inference import limits
@@ -34,62 +40,6 @@ from triage.inference.tap import PointError, parse_point, point_from_pixels
 
 log = logging.getLogger(__name__)
 
-HEADLINES = {
-    "milia-like": "This photo looks most like our milia-like examples",
-    "pustule": "This photo looks most like inflamed spots (pustules)",
-    "other": "This photo looks most like something other than milia-like bumps or pustules",
-    # Not "before any facial": a doctor should see it whether or not a facial is planned.
-    "refer-to-doctor": "Please have a doctor check this spot soon",
-    CANT_ASSESS: "We couldn't assess this photo",
-}
-NEXT_STEP = {
-    "milia-like": (
-        "Next step: read who should wait below, then book a milia consultation if you would like them removed. "
-        "A single bump that stays, or slowly grows, needs a doctor instead. Please don't squeeze them or use a needle."
-    ),
-    "pustule": (
-        "Next step: let the spots settle without picking them. See a doctor the same day if you have a fever, "
-        "spreading redness, a large painful lump, or the spot is near your eye."
-    ),
-    # The "other" page's rule: a doctor unless it is clearly a blackhead, confirmed in person.
-    "other": (
-        "Next step: a doctor, unless it is clearly a blackhead, which a therapist can check in person. A single "
-        "dark spot, or one that is new or changing, is not one to assume is a blackhead; nor is a mole, patch, "
-        "lump or raised scar."
-    ),
-    "refer-to-doctor": (
-        "Next step: see your GP or a dermatologist soon, whether or not you plan a facial; urgently if it is "
-        "growing, bleeding, or a sore that has not healed."
-    ),
-    CANT_ASSESS: "Next step: retake the photo (tips below), or see a doctor if you are worried.",
-}
-#: The therapist tab's card: what the therapist does next (the client's lines above speak to the client).
-THERAPIST_NEXT_STEP = {
-    "milia-like": (
-        "For the therapist: check in person first. If they are milia and nothing on the checklist below applies, "
-        "extraction can be offered. Stop and refer to a doctor if unsure, if a bump will not come out (do not try "
-        "again), or if it is a single bump that stays or slowly grows."
-    ),
-    "pustule": (
-        "For the therapist: no extraction or facial over inflamed spots; offer a later appointment once they have "
-        "settled. Crusts or small blisters may be catching: no facial until a pharmacist or doctor has cleared "
-        "them. Fever, spreading redness, a large painful lump or a spot near the eye: a doctor the same day."
-    ),
-    "other": (
-        "For the therapist: treat only what you confirm in person to be a blackhead. A single dark spot, one "
-        "that is new or changing, a mole, patch, lump or raised scar: no treatment on it, and the client sees a "
-        "doctor first."
-    ),
-    "refer-to-doctor": (
-        "For the therapist: no treatment on or around this spot. Ask the client to see their GP or a "
-        "dermatologist soon, whatever their facial plans; urgently if it is growing, bleeding, or a sore that "
-        "has not healed."
-    ),
-    CANT_ASSESS: (
-        "For the therapist: the app gave no answer for this photo. Retake it (close, in focus, in daylight), or "
-        "rely on the in-person check; if in doubt, no treatment and a doctor's check."
-    ),
-}
 COLOURS = {
     "milia-like": "#2f6f4f",
     "pustule": "#8a5a00",
@@ -132,20 +82,24 @@ def disclaimer_html() -> str:
 def outcome_card(result: TriageResult, below: str = "", for_therapist: bool = False) -> str:
     """HTML card: headline, next step, reasons; then ``below`` (the photos as judged), then the disclaimer.
 
+    The headline and next step follow the answer's urgency (:func:`triage.app.wording.headline`): a yes to the
+    eye question leads with 999, whatever the photo showed.
+
     Args:
         result: the answer (for several photos, the combined one).
         below: HTML under the card (the photos as judged).
-        for_therapist: the next step written for the therapist (:data:`THERAPIST_NEXT_STEP`), not the client.
+        for_therapist: the next step written for the therapist, not the client, and the urgency in words.
     """
-    o = result.outcome
-    step = f"<p>{(THERAPIST_NEXT_STEP if for_therapist else NEXT_STEP)[o]}</p>"
+    o, urgency = result.outcome, result.urgency
+    step = f"<p>{next_step(o, urgency, for_therapist)}</p>"  # the app's own sentences, as the headline
     if for_therapist:
+        step += f"<p class='urgency'><strong>How soon:</strong> {html.escape(URGENCY_WORDS[urgency])}</p>"
         # The therapist tab shows no outcome page, so the emergency line (on every one of them) comes here.
         step += f"<p>{html.escape(EMERGENCY_LINE)}</p>"
     reasons = "".join(f"<p>• {html.escape(r)}</p>" for r in result.reasons)
     return (
-        f"<div class='outcome-card' style='background:{COLOURS[o]}' data-outcome='{o}'>"
-        f"<h2>{HEADLINES[o]}</h2>{step}{reasons}</div>{below}{disclaimer_html()}"
+        f"<div class='outcome-card' style='background:{COLOURS[o]}' data-urgency='{urgency}' data-outcome='{o}'>"
+        f"<h2>{headline(o, urgency)}</h2>{step}{reasons}</div>{below}{disclaimer_html()}"
     )
 
 
@@ -204,7 +158,9 @@ def judged_area_html(answer: PhotoAnswer, several: bool) -> str:
         return ""
     what = "the framed area around the spot you tapped" if r.area is not None else "the whole photo"
     lead = (
-        f"<strong>{title}:</strong> {html.escape(HEADLINES[r.outcome])} ({what})" if several else f"We judged {what}."
+        f"<strong>{title}:</strong> {html.escape(headline(r.outcome, r.urgency))} ({what})"
+        if several
+        else f"We judged {what}."
     )
     alt = f"{title or 'Your photo'} with the judged area framed" if r.area is not None else f"{title}"
     src = data_uri(framed_thumbnail(answer.image, r.area, r.point))
@@ -251,7 +207,8 @@ def summary_verdict(outcome: str, ticked: list[str]) -> str:
     if outcome == "other":
         return (
             "Not ready: a doctor's check comes first, unless the therapist confirms in person that it is clearly "
-            "a blackhead. A single dark spot, or one that is new or changing, is not one to take for a blackhead."
+            "a blackhead. This answer is sometimes given for skin cancers: a single dark spot, or one that is new "
+            "or changing, goes to a doctor."
         )
     if outcome == CANT_ASSESS:
         return "Not ready: a clearer photo comes first (or a doctor's check, if the client is worried)."
@@ -298,6 +255,7 @@ def summary_html(result: TriageResult, ticked: list[str], notes: str) -> str:
 <style>body{{font-family:sans-serif;max-width:720px;margin:24px auto;color:#222}}</style></head><body>
 <h1>Consultation summary</h1><p>Created {time.strftime("%Y-%m-%d %H:%M")}. No photo is included or stored.</p>
 <h2>Triage outcome: {html.escape(outcome_words(result.outcome))}</h2><p>{html.escape(verdict)}</p>
+<p><strong>How soon:</strong> {html.escape(URGENCY_WORDS[result.urgency])}</p>
 <h3>How closely the photo resembles each group</h3><ul>{alike_html}</ul><p>{html.escape(RESEMBLANCE_NOTE)}</p>
 <h3>Red-flag questions (the client's answers)</h3>{answers_html(result.answers)}
 <h3>Contraindication checklist (ticked)</h3><ul>{ticks}</ul>
@@ -402,6 +360,7 @@ class Handlers:
             cam = gradcam(self.triage.model, self.triage.input_tensor(img), cls)
             heat = heatmap_html(overlay(img, cam), HEATMAP_LABEL)
         details = {
+            "urgency": result.urgency,
             "quality": result.quality,
             "ood_score": result.ood_score,
             "model_version": result.model_version,

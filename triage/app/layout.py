@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import gradio as gr
 
-from triage.app.about import about_markdown
+from triage.app.about import about_markdown, therapist_limits_markdown
 from triage.app.content_loader import contraindications, learn_pages, page
 
 # The app's public names (tests and scripts import them from here); they live with the handlers.
 from triage.app.handlers import (
     ANSWER_LABELS,
-    HEADLINES,
     HEATMAP_LABEL,
-    NEXT_STEP,
     RESEMBLANCE_NOTE,
     TAP_HINT,
-    THERAPIST_NEXT_STEP,
     Handlers,
     PhotoAnswer,
     education_for,
@@ -33,6 +30,7 @@ from triage.app.handlers import (
     summary_html,
     summary_verdict,
 )
+from triage.app.wording import HEADLINES, NEXT_STEP, THERAPIST_NEXT_STEP
 from triage.core.red_flags import RED_FLAGS
 from triage.inference import limits
 from triage.inference.engine import Triage
@@ -52,6 +50,7 @@ CSS = """
 .outcome-card {border-radius: 12px; padding: 16px; color: #fff; margin-bottom: 8px}
 .outcome-card h2 {margin: 0 0 6px 0; font-size: 1.3rem; color: #fff}
 .outcome-card p {margin: 4px 0; color: #fff}
+.outcome-card strong {color: #fff}
 .disclaimer {font-size: 0.9rem; background: #f4f1ea; color: #333; border-radius: 8px; padding: 10px}
 .prob-title, .gradcam figcaption {font-weight: 600; margin: 0 0 6px 0}
 .prob-row {display: grid; grid-template-columns: minmax(8em, 11em) 1fr 3em; gap: 8px; align-items: center}
@@ -142,6 +141,8 @@ def client_tab(on: Handlers) -> None:
 def therapist_tab(on: Handlers) -> None:
     """The "Therapist" tab: the check with bars, heatmap and details, then the checklist and printable summary."""
     with gr.Tab("Therapist"):
+        # The lowest measured catch rate first: the therapist weighs the answer against it.
+        gr.Markdown(therapist_limits_markdown(on.triage.meta), elem_classes=["therapist-limits"])
         t_photos = photo_slots("Photo", {}, on)
         with gr.Accordion("The client's answers to the red-flag questions", open=False):
             t_photos += questions(THERAPIST_QUESTIONS_INTRO)
@@ -216,7 +217,7 @@ __all__ = [
     "UPLOAD_LIMIT",
     "CHECKLIST",
     "DETAILS_LABEL",
-    # The app's public names from triage.app.handlers, importable from here.
+    # The app's public names from triage.app.handlers and triage.app.wording, importable from here.
     "HEADLINES",
     "NEXT_STEP",
     "THERAPIST_NEXT_STEP",

@@ -38,6 +38,15 @@ ANSWER_CAUTION: dict[str, int] = {MILIA: 0, PUSTULE: 1, CANT_ASSESS: 2, OTHER: 3
 #: Outcomes that would send a person towards an extraction or "wait and see".
 NON_REFER = (MILIA, PUSTULE, OTHER)
 
+#: How soon a doctor should see the spot, least urgent first (set by :func:`triage.core.urgency.urgency_for`):
+#: no doctor unless the spot changes or shows a warning sign; a GP within about two weeks; a GP the same day or
+#: NHS 111; 999 or A&E now.
+ROUTINE = "routine"
+SOON = "soon"
+TODAY = "today"
+EMERGENCY = "emergency"
+URGENCIES: tuple[str, ...] = (ROUTINE, SOON, TODAY, EMERGENCY)
+
 
 def index_of(outcome: str) -> int:
     """Return the model output index of ``outcome``.

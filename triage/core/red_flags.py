@@ -1,16 +1,18 @@
 """Red-flag questions beside the photo: answers that can only make the answer more careful. Pure functions.
 
-A photo cannot show whether a spot is new or changing, bleeds, has not healed, or comes with fever; published
-guidance weighs exactly these before any picture (NICE NG12's weighted 7-point checklist, NHS advice on
-non-healing sores and on cellulitis). So the app asks a few yes / no / not-sure questions, and this module turns
-the answers into caution, applied after the photo's own decision and its safety gate:
+A photo cannot show whether a mole or patch is new, whether a spot has changed over weeks, bleeds, has not healed,
+or comes with spreading redness or fever; published guidance weighs exactly these before any picture (NICE NG12's
+weighted 7-point checklist, NHS advice on non-healing sores and on cellulitis). So the app asks a few yes / no /
+not-sure questions, and this module turns the answers into caution, applied after the photo's own decision and
+its safety gate:
 
 * a "yes" that guidance ties to a doctor makes the answer refer-to-doctor, whatever the photo showed (a photo
   that could not be assessed included), and the first reason says which answer did it;
 * "not sure" never changes the answer: it adds the line saying what to watch for;
 * "no" and a skipped question change nothing. Nothing here can lower a referral or a photo's own answer.
 
-The questions were chosen from guidance, not tuned on data; the model card's numbers are photo-only. Each
+How soon each yes asks for a doctor is its ``urgency`` (:mod:`triage.core.urgency` turns it into the answer's
+level). The questions were chosen from guidance, not tuned on data; the model card's numbers are photo-only. Each
 question's source is recorded in ``docs/CONTENT.md``.
 """
 
@@ -18,17 +20,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from triage.core.outcomes import REFER
+from triage.core.outcomes import EMERGENCY, REFER, SOON, TODAY
 
 YES = "yes"
 NO = "no"
 NOT_SURE = "not-sure"
 ANSWERS = (YES, NO, NOT_SURE)
 
-#: Said in the same words wherever an emergency is named (the content pages carry the same sentence).
+#: Said in the same words wherever an emergency is named (the content pages carry the same sentence). Its
+#: conditions are the ``eye`` question's and the far end of the ``unwell`` question's (NHS *Cellulitis*).
 EMERGENCY_LINE = (
-    "Call 999 or go to A&E now if there is swelling around the eye, a change in your vision, you feel very "
-    "unwell, or a red area is spreading fast and you have a fever."
+    "Call 999 or go to A&E now if there is red, hot, painful swelling around the eye, a change in your vision, "
+    "you feel very unwell, or a red area is spreading fast and you have a fever."
 )
 
 
@@ -40,50 +43,55 @@ class FlagError(ValueError):
 class RedFlag:
     """One question.
 
+    Each is worded so that an ordinary new pimple, tender for a few days, is a "no": the app asks what a GP
+    would ask, not what every spot has.
+
     Attributes:
         key: its name in the API and on the command line (``--flags changed``).
         question: one line, as the client reads it.
         if_yes: the reason shown first when the answer is yes (the answer then is refer-to-doctor).
         if_not_sure: the line added when the answer is "not sure" (the answer itself stays).
-        level: ``"doctor"``; ``"same-day"`` (the emergency line follows the reason, saying when it is more
-            than that); ``"emergency"`` (the emergency line comes first).
+        urgency: how soon a yes asks for a doctor (:data:`triage.core.outcomes.URGENCIES`): ``"soon"``;
+            ``"today"`` (the emergency line follows the reason, saying when it is more than that);
+            ``"emergency"`` (the emergency line comes first).
     """
 
     key: str
     question: str
     if_yes: str
     if_not_sure: str
-    level: str = "doctor"
+    urgency: str = SOON
 
 
 RED_FLAGS: tuple[RedFlag, ...] = (
     RedFlag(
         "changed",
-        "Is it new, or has it changed in size, shape or colour in the last few months?",
-        "You said the spot is new or has changed: a spot that changes should be seen by a doctor, whatever the "
-        "photo shows.",
+        "Is it a new mole or patch, or has it changed in size, shape or colour over weeks?",
+        "You said it is a new mole or patch, or has changed over weeks: a doctor should see it within two weeks, "
+        "whatever the photo shows.",
         "Check the spot again in 4-6 weeks (a photo beside a ruler helps), and see a doctor if it changes.",
     ),
     RedFlag(
         "bleeding",
         "Does it bleed, crust or ooze without being picked, or has it not healed within 4 weeks?",
-        "You said the spot bleeds, crusts or has not healed: a doctor should see it, whatever the photo shows.",
+        "You said the spot bleeds, crusts or has not healed: a doctor should see it within two weeks, whatever "
+        "the photo shows.",
         "If it bleeds without being picked, or has not healed within 4 weeks, see a doctor.",
     ),
     RedFlag(
         "unwell",
-        "Is it painful, hot, swollen or spreading, or do you feel feverish or unwell?",
-        "You said the area is painful, hot or spreading, or you feel unwell: please see a doctor today, "
+        "Is redness or heat spreading from it, or do you have a fever or feel unwell?",
+        "You said redness or heat is spreading, or you have a fever or feel unwell: please see a doctor today, "
         "whatever the photo shows.",
-        "If it becomes painful, hot or spreading, or you feel feverish or unwell, see a doctor the same day.",
-        level="same-day",
+        "If redness or heat starts to spread, or you get a fever or feel unwell, see a doctor the same day.",
+        urgency=TODAY,
     ),
     RedFlag(
         "eye",
-        "Is there swelling around the eye, or any change in your vision?",
-        "You said there is swelling around the eye or a change in your vision: this needs urgent care.",
+        "Is there red, hot, painful swelling around the eye, or a change in your vision?",
+        "You said there is swelling around the eye or a change in your vision: this needs emergency care now.",
         EMERGENCY_LINE,
-        level="emergency",
+        urgency=EMERGENCY,
     ),
 )
 FLAGS_BY_KEY = {f.key: f for f in RED_FLAGS}
@@ -151,11 +159,11 @@ def apply_red_flags(
     not_sure = [FLAGS_BY_KEY[k].if_not_sure for k, v in answers.items() if v == NOT_SURE]
     if not yes:
         return outcome, list(reasons) + not_sure, list(reason_codes)
-    levels = {f.level for f in yes}
+    levels = {f.urgency for f in yes}
     said = [f.if_yes for f in yes]
-    if "emergency" in levels:
+    if EMERGENCY in levels:
         said.insert(0, EMERGENCY_LINE)
-    elif "same-day" in levels:
+    elif TODAY in levels:
         said.append(EMERGENCY_LINE)
     said += [r for r in list(reasons) + not_sure if r not in said]
     return REFER, said, [f"flag_{f.key}" for f in yes] + list(reason_codes)

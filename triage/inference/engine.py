@@ -23,6 +23,7 @@ from triage.core.preprocess import canonical_square, crop_bottom
 from triage.core.quality import MESSAGES, QualityThresholds, assess_quality
 from triage.core.red_flags import FlagError, apply_red_flags, check_answers
 from triage.core.transforms import colour_of, eval_batch
+from triage.core.urgency import urgency_for
 from triage.inference.combine import TAP_RULE, combine_crop_probabilities
 from triage.inference.decode import UploadError, decode_path, decode_upload
 from triage.inference.tap import MIN_JUDGED_SIDE, Box, tap_boxes
@@ -74,9 +75,17 @@ class TriageResult:
     #: when none were answered.
     answers: dict[str, str] | None = None
 
+    @property
+    def urgency(self) -> str:
+        """How soon a doctor should see the spot (:func:`triage.core.urgency.urgency_for`).
+
+        Worked out from the outcome, reason codes and answers each time, so it can never disagree with them.
+        """
+        return urgency_for(self.outcome, self.reason_codes, self.answers)
+
     def to_dict(self) -> dict:
-        """Plain-data view for JSON (``file``, ``point``, ``area`` and ``answers`` only when set)."""
-        d = asdict(self)
+        """Plain-data view for JSON: ``outcome``, ``urgency``, then the fields (``answers`` and such only if set)."""
+        d = {"outcome": self.outcome, "urgency": self.urgency} | asdict(self)
         for key in ("file", "point", "area", "answers"):
             if d[key] is None:
                 d.pop(key)
@@ -147,7 +156,9 @@ def combine_results(results: list[TriageResult]) -> TriageResult:
     """Several photos of one area: the most cautious answer leads, and the reasons say which photo drove it.
 
     "Most cautious" is :data:`triage.core.outcomes.ANSWER_CAUTION`: a referral always leads, whatever else the other
-    photos gave, and the photos that could not be assessed are still named (:func:`combine_reasons`).
+    photos gave, and the photos that could not be assessed are still named (:func:`combine_reasons`). The combined
+    urgency is the most urgent of the photos', since an answer's urgency never falls as its caution rises
+    (:data:`triage.core.urgency.OUTCOME_URGENCY`; tested for every pair).
     """
     idx = most_cautious_index(results)
     driver = results[idx]

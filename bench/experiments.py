@@ -3,6 +3,7 @@
     python bench/experiments.py run screen-crops-off screen-crops-on   # train (resumable), then record
     python bench/experiments.py record screen-crops-on                  # re-read a finished run folder
     python bench/experiments.py table                                   # the table of docs/EXPERIMENTS.md
+    python bench/experiments.py loso                                    # held-out refer AUC, source by family
     python bench/experiments.py run --threads 1 --workers 1 NAME &      # two runs side by side on 2 cores
 
 Every experiment is the 160 px recipe shipped second (``configs/mobilenet_v3_small.yaml``) with a few fields changed
@@ -359,6 +360,45 @@ def table() -> str:
     return "\n".join(lines)
 
 
+#: The leave-one-source-out families compared source by source (``loso-<source>-<suffix>``), in table order.
+LOSO_FAMILIES = (
+    ("CNN, 7 sources", "long-mnv3s-224px-ema"),
+    ("CNN, 8 sources", "eight-mnv3s-224px-ema"),
+    ("DINOv2 + logistic regression", "dinov2-logreg"),
+    ("DINOv2 + MLP", "dinov2-mlp"),
+)
+
+
+def loso_table() -> str:
+    """Held-out refer AUC [95% CI] of every family for every source, then each family's mean and worst source.
+
+    The mean and the worst are over the sources that family has been run on (their count is shown), so read
+    them side by side only where the counts agree.
+    """
+    with open(RESULTS, newline="") as fh:
+        rows = {r["name"]: r for r in csv.DictReader(fh)}
+    lines = [
+        "| held-out source | " + " | ".join(f for f, _ in LOSO_FAMILIES) + " |",
+        "|---|" + "---|" * len(LOSO_FAMILIES),
+    ]
+    aucs: dict[str, list[float]] = {f: [] for f, _ in LOSO_FAMILIES}
+    for src in ALL_SOURCES:
+        cells = []
+        for family, suffix in LOSO_FAMILIES:
+            r = rows.get(f"loso-{src}-{suffix}")
+            if r and r.get("holdout_refer_auc"):
+                aucs[family].append(float(r["holdout_refer_auc"]))
+                ci = json.loads(r["holdout_refer_auc_ci95"]) if r.get("holdout_refer_auc_ci95") else None
+                cells.append(r["holdout_refer_auc"] + (f" [{ci[0]}, {ci[1]}]" if ci else ""))
+            else:
+                cells.append("not run")
+        lines.append(f"| {src} | " + " | ".join(cells) + " |")
+    for label, fn in (("mean", statistics.fmean), ("worst", min)):
+        cells = [f"{fn(v):.3f} ({len(v)} sources)" if v else "-" for v in aucs.values()]
+        lines.append(f"| **{label}** | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _test_point(r: dict) -> str:
     return f"{r['test_refer_sensitivity']} / **{r['test_benign_usefulness']}** / {r['test_balanced_accuracy']}"
 
@@ -405,7 +445,7 @@ def ranking_cell(r: dict, prefix: str) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line: an action, experiment names, and for ``run`` the CPU share (names before or after it)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("action", choices=["run", "record", "table"])
+    p.add_argument("action", choices=["run", "record", "table", "loso"])
     p.add_argument("names", nargs="*", help=f"experiments: {', '.join(EXPERIMENTS)}")
     p.add_argument("--threads", type=int, help="run: torch threads per run (1 when two runs share 2 cores)")
     p.add_argument("--workers", type=int, help="run: data-loader workers per run (1 when two runs share 2 cores)")
@@ -419,8 +459,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     args = parse_args(argv)
-    if args.action == "table":
-        print(table())
+    if args.action in ("table", "loso"):
+        print(table() if args.action == "table" else loso_table())
         return 0
     for name in args.names:
         if args.action == "run":

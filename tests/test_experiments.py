@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import yaml
@@ -132,3 +133,25 @@ def test_the_experiments_page_holds_the_table_of_the_committed_results():
     assert exp.RESULTS == ROOT / "results" / "experiments.csv"
     page = (ROOT / "docs" / "EXPERIMENTS.md").read_text()
     assert exp.table() in page, "run `python bench/experiments.py table` into docs/EXPERIMENTS.md"
+
+
+def test_the_loso_table_lists_every_source_with_each_family_s_mean_and_worst(tmp_path, monkeypatch):
+    exp = load_script("bench/experiments.py")
+    csv_path = tmp_path / "experiments.csv"
+    rows = [
+        {"name": "loso-ascid-dinov2-mlp", "holdout_refer_auc": "0.8", "holdout_refer_auc_ci95": "[0.7, 0.9]"},
+        {"name": "loso-milk10k-dinov2-mlp", "holdout_refer_auc": "0.6", "holdout_refer_auc_ci95": ""},
+        {"name": "loso-milk10k-eight-mnv3s-224px-ema", "holdout_refer_auc": "", "holdout_refer_auc_ci95": ""},
+    ]
+    with open(csv_path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["name", "holdout_refer_auc", "holdout_refer_auc_ci95"])
+        w.writeheader()
+        w.writerows(rows)
+    monkeypatch.setattr(exp, "RESULTS", csv_path)
+    lines = exp.loso_table().splitlines()
+    assert len(lines) == 2 + len(exp.ALL_SOURCES) + 2
+    mlp = 1 + [f for f, _ in exp.LOSO_FAMILIES].index("DINOv2 + MLP")
+    cells = {line.split(" | ")[0].strip("| *"): line.split(" | ")[mlp].strip(" |") for line in lines[2:]}
+    assert cells["ascid"] == "0.8 [0.7, 0.9]" and cells["milk10k"] == "0.6" and cells["isic9"] == "not run"
+    assert cells["mean"] == "0.700 (2 sources)" and cells["worst"] == "0.600 (2 sources)"
+    assert "not run" in lines[2 + exp.ALL_SOURCES.index("milk10k")].split(" | ")[2]  # an empty AUC is not a run

@@ -41,7 +41,7 @@ def built(tmp_path_factory, make_photo) -> Path:
     return root / "proc"
 
 
-def _plant(proc: Path, signal: float, seed: int) -> None:
+def _plant(proc: Path, signal: float, seed: int, views=("photos/eval", "photos/mirror")) -> None:
     """Write finished photos/eval and photos/mirror features whose class-token dimensions carry the outcome."""
     with open(proc / "manifest.csv", newline="") as fh:
         photos = sorted(csv.DictReader(fh), key=lambda r: int(r["cache_row"]))
@@ -49,7 +49,7 @@ def _plant(proc: Path, signal: float, seed: int) -> None:
     rng = np.random.default_rng(seed)
     F.feature_dir(proc).mkdir(parents=True, exist_ok=True)
     meta = {"views": {}}
-    for view in ("photos/eval", "photos/mirror"):
+    for view in views:
         x = rng.normal(size=(len(y), F.TOKENS, 384)).astype(np.float16)
         for d in range(32):  # many dimensions: with fewer rows than dimensions, one would drown in the noise
             x[np.arange(len(y)), 0, 32 * y + d] += signal
@@ -119,3 +119,30 @@ def test_a_saved_head_loads_and_predicts_what_it_scored(built, tmp_path):
     x = vectors(np.load(F.view_path(built, "photos/eval")))[splits["test"].rows]
     saved = np.load(run / "logits.npz")["test"]
     assert np.allclose(predict_outcome_logits(load_head(run / "head.pt"), x), saved, atol=1e-5)
+
+
+def test_crops_join_the_training_rows_with_their_share_of_the_draws(built, tmp_path):
+    import shutil
+
+    from triage.training.dataset import load_splits
+    from triage.training.heads import training_set
+
+    proc = tmp_path / "proc"
+    shutil.copytree(built, proc)
+    _plant(proc, 2.0, seed=5, views=("photos/eval", "photos/mirror", "crops/eval"))  # one crop row per photo
+    with open(proc / "manifest.csv", newline="") as fh:
+        photos = list(csv.DictReader(fh))
+    crop_rows = [dict(p, crop_row=i, candidates="") for i, p in enumerate(photos)]  # one "crop" per photo
+    with open(proc / "crops.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(crop_rows[0]))
+        w.writeheader()
+        w.writerows(crop_rows)
+    _, splits, _ = load_splits(proc)
+    with pytest.raises(FileNotFoundError, match="finished crop features"):
+        training_set(proc, splits, ["photos/eval"], [], 0.5)
+    x, rows, weights = training_set(proc, splits, ["photos/eval", "photos/mirror"], ["crops/eval"], 0.25)
+    n_photos, n_crops = len(splits["train"].rows), len(splits["train_crops"].rows)
+    assert len(x) == len(rows.y) == len(weights) == 2 * n_photos + n_crops
+    assert np.isclose(weights[: 2 * n_photos].sum(), 0.75) and np.isclose(weights[2 * n_photos :].sum(), 0.25)
+    x0, _, w0 = training_set(proc, splits, ["photos/eval"], ["crops/eval"], 0.0)
+    assert len(x0) == n_photos and np.isclose(w0.sum(), 1.0)

@@ -52,6 +52,8 @@ class HeadConfig:
     batch: int = 256
     min_diagnosis_count: int = 20
     holdout_source: str = ""
+    #: Share of the training draws given to lesion-centred crops once the crop features are all computed.
+    crop_share: float = 0.0
     seed: int = 0
     threads: int = 1
 
@@ -157,12 +159,31 @@ def fit_head(x: np.ndarray, y_diag: np.ndarray, weights: np.ndarray, groups: lis
     return head, {"history": history, "chosen_epoch": best[1]}
 
 
-def _training_rows(data_dir: Path, splits: dict, views: list[str]) -> tuple[np.ndarray, Split]:
-    """Every finished training view of the train photos, stacked (a view is another row of the same photo)."""
-    train = splits["train"]
-    x = np.concatenate([vectors(np.load(view_path(data_dir, v), mmap_mode="r")[train.rows]) for v in views])
-    idx = np.tile(np.arange(len(train.rows)), len(views))
-    return x, train.subset(idx)
+def _training_rows(data_dir: Path, split: Split, views: list[str]) -> tuple[np.ndarray, Split]:
+    """Every finished view of a split's rows, stacked (a view is another row of the same photo or crop)."""
+    x = np.concatenate([vectors(np.load(view_path(data_dir, v), mmap_mode="r")[split.rows]) for v in views])
+    return x, split.subset(np.tile(np.arange(len(split.rows)), len(views)))
+
+
+def training_set(data_dir: Path, splits: dict, photo_views: list[str], crop_views: list[str], crop_share: float):
+    """Rows, their split arrays and sampling weights: photos, and with ``crop_share`` > 0 their lesion crops.
+
+    Photos and crops are each weighted like the CNN's draws (:func:`sample_weights`), and the crops together get
+    ``crop_share`` of the mass, as the CNN recipe replaces half its draws of a spot-labelled photo by a crop.
+    """
+    x, train = _training_rows(data_dir, splits["train"], photo_views)
+    weights = sample_weights(train.y, train.source, "sqrt_class_source")
+    if crop_share <= 0 or not len(splits["train_crops"].rows):
+        return x, train, weights
+    if not crop_views:
+        raise FileNotFoundError(
+            f"{data_dir}: crop_share needs finished crop features (python -m triage.training.features)"
+        )
+    xc, crops = _training_rows(data_dir, splits["train_crops"], crop_views)
+    wc = sample_weights(crops.y, crops.source, "sqrt_class_source")
+    fields = ("rows", "y", "source", "fitz", "group", "diagnosis")
+    both = Split(**{f: np.concatenate([getattr(train, f), getattr(crops, f)]) for f in fields})
+    return np.concatenate([x, xc]), both, np.concatenate([(1 - crop_share) * weights, crop_share * wc])
 
 
 def run_head(cfg: HeadConfig) -> Path:
@@ -174,10 +195,9 @@ def run_head(cfg: HeadConfig) -> Path:
     photo_views, crop_views = finished_views(data_dir, "photos"), finished_views(data_dir, "crops")
     if "photos/eval" not in photo_views:
         raise FileNotFoundError(f"{data_dir}: no finished photos/eval features: run python -m triage.training.features")
-    x, train = _training_rows(data_dir, splits, photo_views)
+    x, train, weights = training_set(data_dir, splits, photo_views, crop_views, cfg.crop_share)
     names, groups = vocabulary(splits["train"].diagnosis, splits["train"].y, cfg.min_diagnosis_count)
     y_diag = encode(train.diagnosis, train.y, names)
-    weights = sample_weights(train.y, train.source, "sqrt_class_source")
     photos = vectors(np.load(view_path(data_dir, "photos/eval"), mmap_mode="r"))
     head, fitting = fit_head(x, y_diag, weights, groups, (photos[splits["val"].rows], splits["val"].y), cfg)
 
@@ -200,7 +220,8 @@ def run_head(cfg: HeadConfig) -> Path:
     )
     thresholds, val_point = choose_thresholds(softmax(logits["val"], temperature), splits["val"].y, also=also)
     report = {**fitting, "temperature": temperature, "thresholds": asdict(thresholds), "val_operating_point": val_point,
-              "views": {"train": photo_views, "crops": crop_views}, "diagnoses": names}  # fmt: skip
+              "views": {"train": photo_views, "crops": crop_views if cfg.crop_share > 0 else []},
+              "diagnoses": names}  # fmt: skip
     keys = {"val": "val", "test": "test", "val_crops": "closeup_val", "test_crops": "closeup_test",
             "holdout": "holdout", "holdout_crops": "holdout_closeup"}  # fmt: skip
     for name, key in keys.items():

@@ -7,11 +7,14 @@ half (both set at start-up through ``sitecustomize``), so that a handful of requ
   ``gradio_client`` on ``/triage`` raises its ``QueueError`` ("Queue is full! Please try again."), at once;
 * every request the queue admitted is answered;
 * the refused requests' photos are deleted too: no file within 5 seconds of the last answer;
-* no traceback in the server's log.
+* no traceback in the server's log;
+* in a real browser (headless Chromium, skipped without one), a click while other clients keep the queue full
+  shows Gradio's plain "This application is currently busy. Please try again.", no raw error.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,6 +24,7 @@ from conftest import PageCalls, files_left_after, start_app_with
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
+from helpers import load_script
 from test_privacy import one_photo
 from test_upload_deletion import jpeg_photo, photo_files
 
@@ -116,3 +120,54 @@ def test_api_over_the_queue_bound_gets_a_plain_refusal(small_queue_app, make_pho
     with httpx.Client(trust_env=False) as http:
         assert http.get(small_queue_app.url + "/").status_code == 200  # still serving
     assert "Traceback" not in small_queue_app.log.read_text(errors="replace")
+
+
+def _keep_busy(url: str, photo, stop: threading.Event) -> None:
+    """A client sending ``photo`` to ``/triage`` back to back until ``stop`` is set (refusals included)."""
+    client = Client(url + "/", verbose=False, download_files=False)
+    try:
+        while not stop.is_set():
+            try:
+                client.predict(handle_file(str(photo)), api_name="/triage")
+            except Exception:  # noqa: BLE001 - refused or slow: it only has to keep the queue busy
+                time.sleep(0.05)
+    finally:
+        client.close()
+
+
+def test_page_in_a_real_browser_says_busy_when_the_queue_is_full(small_queue_app, make_photo, tmp_path):
+    shots = load_script("scripts/screenshots.py")
+    if (found := shots.find_browser()) is None:
+        pytest.skip("no chromium/chromedriver binary found")
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    paths = photo_files(make_photo, tmp_path, range(130, 137))
+    stop = threading.Event()
+    others = [threading.Thread(target=_keep_busy, args=(small_queue_app.url, p, stop)) for p in paths[1:]]
+    driver = shots.make_driver(*found, tmp_path / "chromium-profile")
+    try:
+        for t in others:
+            t.start()
+        time.sleep(3)  # the queue fills
+        text = ""
+        # A click lands in the queue whenever a slot has just come free; a few tries find it full.
+        for _ in range(8):
+            shots.open_app(driver, small_queue_app.url)
+            shots.upload_photo(driver, paths[0])
+            shots.visible_panel(driver).find_element("xpath", ".//button[normalize-space()='Check my photo']").click()
+            text = WebDriverWait(driver, 120).until(
+                lambda d: (
+                    (t := d.execute_script("return document.body.innerText;"))
+                    and ("busy" in t or "Next step" in t)
+                    and t
+                )
+            )
+            if "busy" in text:
+                break
+    finally:
+        stop.set()
+        for t in others:
+            t.join(timeout=120)
+        driver.quit()
+    assert "This application is currently busy. Please try again." in text, text[-500:]
+    assert "Traceback" not in text and "Queue is full" not in text

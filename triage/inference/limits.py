@@ -51,7 +51,8 @@ TIMEOUT_WORKERS = 2 * CONCURRENCY_LIMIT
 #: Requests that may wait in Gradio's queue; one more is refused at once with a plain "busy" sentence.
 QUEUE_MAX_SIZE = 32
 
-#: A checked photo's file is deleted as soon as it is read (``triage.app.upload_dir.take_upload``). One that is
+#: A checked photo's file is deleted as soon as it is read (``triage.app.upload_dir.take_upload``; the same photo
+#: uploaded for several requests at once is one file, deleted once the last of them has read it). One that is
 #: uploaded but never sent for checking (the page closed first) is deleted by Gradio's cleanup, which runs
 #: every ``UPLOAD_SWEEP_EVERY_S`` seconds and removes uploads older than ``UNCHECKED_UPLOAD_MAX_AGE_S``: such a
 #: photo is gone within 6 minutes. A later "check" of it gets "please add the photo again".

@@ -48,8 +48,16 @@ def test_tracebacks_in_the_server_log_are_counted_and_shown():
     assert load.tracebacks_in("INFO: all well\n") == (0, [])
 
 
-def test_memory_growth_is_counted_after_the_warmup():
+def _sampler(values_mb: list[float], every_s: float = 60.0):
     sampler = load.RssSampler.__new__(load.RssSampler)  # the samples alone, without a server to sample
-    sampler.samples = [(0.0, 900.0), (60.0, 1000.0), (300.0, 1030.0), (360.0, 1070.0), (420.0, 1040.0)]
-    assert sampler.growth_after(300) == 40.0
-    assert sampler.growth_after(420) is None  # one sample after the warm-up: nothing to compare
+    sampler.samples = [(k * every_s, mb) for k, mb in enumerate(values_mb)]
+    return sampler
+
+
+def test_memory_growth_is_the_floor_after_the_warmup_not_a_checks_peak():
+    warmup = [900.0, 980.0, 1000.0, 1010.0, 1020.0]  # the first 5 minutes do not count
+    steady_with_peaks = [1040.0, 1210.0, 1041.0, 1045.0, 1040.0, 1225.0, 1043.0, 1044.0, 1042.0, 1200.0]
+    assert _sampler(warmup + steady_with_peaks).growth_after(300) == 2.0
+    leaking = [1040.0 + 10 * k for k in range(10)]
+    assert _sampler(warmup + leaking).growth_after(300) == 50.0
+    assert _sampler(warmup + [1040.0]).growth_after(300) is None  # one sample after the warm-up: nothing to compare

@@ -444,7 +444,7 @@ def summarise(args: argparse.Namespace, argv: list[str], m: Measured) -> dict:
             "endpoint": "/triage (gradio_client, loopback)",
             "app_concurrency_limit": limits.CONCURRENCY_LIMIT,
             "app_queue_max_size": limits.QUEUE_MAX_SIZE,
-            "model": str(args.model),
+            "model": os.path.relpath(args.model, REPO),
             "model_sha256_16": sha256_short(args.model),
             "max_growth_mb": args.max_growth_mb,
         },

@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
             theme=theme(),
             css=CSS,
             show_error=False,
+            # Client-side rendering only, whatever GRADIO_SSR_MODE says: no Node server beside the app, and
+            # CVE-2026-134825 (gradio 6.27 to 6.31) needs one.
+            ssr_mode=False,
             max_file_size=UPLOAD_LIMIT,
             auth=(user, password) if user and password else None,
         )

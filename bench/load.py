@@ -2,21 +2,24 @@
 
 Usage:
     python bench/load.py [--model models/triage-mnv3s.pt] [--clients 4] [--duration 20] [--rounds 2]
-                         [--photo-size 1600x1200] [--out results/load.json]
+                         [--photo-size 1600x1200] [--hostile-every N] [--rss-every S --warmup S] [--out ...]
 
 Starts ``serve.py --model MODEL`` on 127.0.0.1 at a free port (loopback only, its own ``GRADIO_TEMP_DIR``),
 then runs ``--rounds`` rounds: in each, ``--clients`` threads, each with its own ``gradio_client.Client``,
-send skin-like JPEGs to the ``/triage`` API back to back for ``--duration`` seconds. It reports requests
-served, errors (any exception, timeout or ``{"error": ...}`` answer: the photos are all valid, so this must be
-0), latency p50 / p95 / max (upload + queue + check, as a client sees it) and the server's memory: resident
-size after warm-up ("before"), after each round, and its peak. Memory must not keep growing: the resident
-size after the last round may exceed the one after the first round by at most ``--max-growth-mb``.
+send skin-like JPEGs to the ``/triage`` API back to back for ``--duration`` seconds (``--hostile-every N``:
+every N-th request of a client carries the next file of the hostile-upload corpus instead, which must get the
+answer the corpus expects). It reports requests served, errors (any exception, timeout or wrong answer: this
+must be 0), requests refused as "busy" by a full queue (counted apart, not as errors), latency p50 / p95 / max
+of the admitted valid photos (upload + queue + check, as a client sees it) and the server's memory: resident
+size after warm-up, after each round and its peak; the growth from round 1 to the last must stay within
+``--max-growth-mb``, or with ``--rss-every`` (a sample every S seconds) the growth of the resident floor after
+``--warmup`` seconds (see :meth:`RssSampler.growth_after`) must stay under it.
 
-Five seconds after the last answer the files in the server's upload folder are counted (each photo's file
-is deleted as soon as it is read, so this must be 0), then the server is stopped with SIGINT (as Ctrl-C) and
-the files left in its temporary folder are counted again. Exit code 1 when there were errors, memory grew
-past the bound or a file was left in the upload folder; the JSON (settings included) goes to ``--out``.
-Keep runs bounded: at most 64 clients and 600 s per round.
+Five seconds after the last answer the files in the server's upload folder are counted (this must be 0),
+then the server is stopped with SIGINT (as Ctrl-C) and the files left in its temporary folder are counted
+again. Exit code 1 on an error, a traceback in the server's log, memory growth past the bound or a file left
+in the upload folder; the JSON (command and settings included) goes to ``--out``. At most 64 clients and
+600 s per round.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import numpy as np
 from PIL import Image
 
 from triage.inference import limits
+from triage.testing.hostile_mix import Upload, hostile_uploads, judge
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -168,11 +172,28 @@ class RoundResult:
 
     requests: int = 0
     errors: int = 0
+    #: Requests the queue turned away as full (``QueueError``): told "busy", not failed.
+    refused_busy: int = 0
+    #: Requests that carried a file from the hostile-upload corpus.
+    hostile: int = 0
+    #: Latencies of the valid photos that were admitted (hostile files and refusals left out).
     latencies_ms: list[float] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     #: ``time.monotonic()`` when the last answer of the round came back.
     last_answer_at: float = 0.0
+
+    def record(self, upload: Upload, took_ms: float, error: str | None, refused: bool) -> None:
+        """Count one request (the caller holds the round's lock)."""
+        self.last_answer_at = max(self.last_answer_at, time.monotonic())
+        self.requests += 1
+        self.hostile += upload.hostile
+        self.refused_busy += refused
+        if error:
+            self.errors += 1
+            self.error_samples.append(error)
+        elif not refused and not upload.hostile:
+            self.latencies_ms.append(took_ms)
 
     def summary(self) -> dict:
         """Counts and latency percentiles (ms)."""
@@ -181,6 +202,8 @@ class RoundResult:
         return {
             "requests": self.requests,
             "errors": self.errors,
+            "refused_busy": self.refused_busy,
+            "hostile": self.hostile,
             "p50_ms": pct(50),
             "p95_ms": pct(95),
             "max_ms": round(max(lat), 1) if lat else None,
@@ -191,9 +214,33 @@ class RoundResult:
         }
 
 
-def run_round(url: str, photos: list[Path], clients: int, duration_s: float) -> RoundResult:
-    """``clients`` threads send photos to ``/triage`` back to back until ``duration_s`` has passed."""
-    from gradio_client import Client, handle_file
+def send(client, upload: Upload) -> tuple[str | None, bool]:
+    """Send one file to ``/triage``: ``(what was wrong or None, whether the queue refused it as full)``."""
+    from gradio_client import handle_file
+    from gradio_client.utils import QueueError
+
+    try:
+        answer = client.submit(handle_file(str(upload.path)), api_name="/triage").result(timeout=REQUEST_TIMEOUT_S)
+    except QueueError:
+        return None, True
+    except ValueError as err:  # a file over the upload cap is refused by the client before it is sent
+        if upload.hostile and "exceeds the maximum file size" in str(err):
+            return None, False
+        return f"ValueError: {str(err)[:200]}", False
+    except Exception as err:  # noqa: BLE001 - every failure is counted and sampled
+        return f"{type(err).__name__}: {str(err)[:200]}", False
+    return judge(answer, upload), False
+
+
+def run_round(
+    url: str, photos: list[Path], clients: int, duration_s: float, hostile: list[Upload] = (), hostile_every: int = 0
+) -> RoundResult:
+    """``clients`` threads send photos to ``/triage`` back to back until ``duration_s`` has passed.
+
+    With ``hostile`` files and ``hostile_every`` = n, every n-th request of each client carries the next hostile
+    file instead of a photo.
+    """
+    from gradio_client import Client
 
     result = RoundResult()
     lock = threading.Lock()
@@ -204,28 +251,18 @@ def run_round(url: str, photos: list[Path], clients: int, duration_s: float) -> 
     deadline = [0.0]
 
     def worker(k: int) -> None:
-        client = connections[k]
         start_gate.wait()
-        i = k
+        sent = 0
         while time.monotonic() < deadline[0]:
-            photo = photos[i % len(photos)]
-            i += clients
+            sent += 1
+            if hostile and hostile_every and sent % hostile_every == 0:
+                upload = hostile[(k + sent // hostile_every) % len(hostile)]
+            else:
+                upload = Upload(photos[(k + sent * clients) % len(photos)])
             t0 = time.perf_counter()
-            error = None
-            try:
-                answer = client.submit(handle_file(str(photo)), api_name="/triage").result(timeout=REQUEST_TIMEOUT_S)
-                if not isinstance(answer, dict) or "outcome" not in answer:
-                    error = f"answer without an outcome: {str(answer)[:200]}"
-            except Exception as err:  # noqa: BLE001 - every failure is counted and sampled
-                error = f"{type(err).__name__}: {str(err)[:200]}"
-            took = (time.perf_counter() - t0) * 1e3
+            error, refused = send(connections[k], upload)
             with lock:
-                result.last_answer_at = max(result.last_answer_at, time.monotonic())
-                result.requests += 1
-                result.latencies_ms.append(took)
-                if error:
-                    result.errors += 1
-                    result.error_samples.append(error)
+                result.record(upload, (time.perf_counter() - t0) * 1e3, error, refused)
 
     threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(clients)]
     for t in threads:
@@ -241,13 +278,51 @@ def run_round(url: str, photos: list[Path], clients: int, duration_s: float) -> 
     return result
 
 
+class RssSampler:
+    """Samples the server's resident memory every ``every_s`` seconds in a thread, from its creation on."""
+
+    def __init__(self, server: Server, every_s: float) -> None:
+        self.server, self.every_s = server, every_s
+        self.samples: list[tuple[float, float]] = []  # (seconds since start, MB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._t0 = time.monotonic()
+        self._thread.start()
+
+    def _sample(self) -> None:
+        self.samples.append((round(time.monotonic() - self._t0, 1), round(self.server.status_mb("VmRSS"), 1)))
+
+    def _run(self) -> None:
+        while True:
+            self._sample()
+            if self._stop.wait(self.every_s):
+                return
+
+    def stop(self) -> None:
+        """Take one last sample and stop."""
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def growth_after(self, warmup_s: float, window: int = 5) -> float | None:
+        """The lowest of the last ``window`` samples minus the lowest of the first ``window`` after ``warmup_s``.
+
+        The floor, not the peak: a check of a large photo in flight holds a few hundred MB for a moment, which a
+        sample may catch; memory the app keeps raises every sample. ``None``: too short a run."""
+        after = [mb for t, mb in self.samples if t >= warmup_s]
+        window = min(window, len(after) // 2)
+        return round(min(after[-window:]) - min(after[:window]), 1) if window else None
+
+
+def tracebacks_in(log_text: str, limit: int = 3) -> tuple[int, list[str]]:
+    """How many tracebacks the server logged, and the first ``limit`` of them (each up to its exception line)."""
+    blocks = re.findall(r"Traceback \(most recent call last\):\n(?:[ \t].*\n)*.*", log_text)
+    return log_text.count("Traceback"), [b[-2000:] for b in blocks[:limit]]
+
+
 def sha256_short(path: Path) -> str:
-    """First 16 hex digits of the file's sha256."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    """First 16 hex digits of the file's sha256 (a model file: read whole)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -256,8 +331,8 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Start the app, load it, write the JSON; exit 1 on errors or memory growth past the bound."""
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, checked against the bounds."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     p.add_argument("--clients", type=int, default=4)
@@ -265,68 +340,111 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2, help="rounds, to see whether memory keeps growing (default 2)")
     p.add_argument("--photos", type=int, default=8, help="distinct photos cycled through (default 8)")
     p.add_argument("--photo-size", type=parse_size, default=(1600, 1200), help="WxH (default 1600x1200)")
-    p.add_argument("--max-growth-mb", type=float, default=50.0, help="allowed RSS growth, round 1 to last")
+    p.add_argument("--max-growth-mb", type=float, default=50.0, help="allowed RSS growth (round 1 to last; soak)")
+    p.add_argument("--hostile-every", type=int, default=0, help="every n-th request a hostile corpus file (0: none)")
+    p.add_argument("--rss-every", type=float, default=0.0, help="sample RSS every this many seconds (0: off)")
+    p.add_argument("--warmup", type=float, default=300.0, help="with --rss-every: growth counted after this (s)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = p.parse_args(argv)
     if not 1 <= args.clients <= MAX_CLIENTS or not 0 < args.duration <= MAX_DURATION_S or args.rounds < 1:
         p.error(f"--clients must be 1..{MAX_CLIENTS}, --duration 0..{MAX_DURATION_S:.0f} s, --rounds >= 1")
-    if args.clients > limits.QUEUE_MAX_SIZE:
-        print(f"note: {args.clients} clients > queue size {limits.QUEUE_MAX_SIZE}: expect 'queue full' errors")
+    if args.hostile_every < 0 or args.rss_every < 0:
+        p.error("--hostile-every and --rss-every must be >= 0")
+    if args.clients > limits.QUEUE_MAX_SIZE + limits.CONCURRENCY_LIMIT:
+        print(f"note: {args.clients} clients > queue size {limits.QUEUE_MAX_SIZE} + running: expect 'busy' refusals")
+    return args
 
-    with tempfile.TemporaryDirectory(prefix="triage-load-") as tmp:
-        work = Path(tmp)
-        photos = []
-        for k in range(args.photos):
-            path = work / f"photo{k}.jpg"
-            path.write_bytes(skin_photo(*args.photo_size, seed=k))
-            photos.append(path)
-        t0 = time.perf_counter()
-        server = start_server(args.model, work)
-        startup_s = time.perf_counter() - t0
-        try:
-            warm = run_round(server.url, photos, clients=min(args.clients, 2), duration_s=2.0)
-            if warm.errors:
-                raise RuntimeError(f"warm-up failed: {warm.error_samples[:2]}")
-            rss_before = server.status_mb("VmRSS")
-            results, rss_after, context = [], [], []
-            for r in range(args.rounds):
-                cpu0 = server.cpu_s()
-                results.append(run_round(server.url, photos, args.clients, args.duration))
-                rss_after.append(round(server.status_mb("VmRSS"), 1))
-                # Whether the server was busy or starved by other work on the machine, to read the latencies by.
-                context.append(
-                    {"server_cpu_s": round(server.cpu_s() - cpu0, 1), "load_avg_1m": round(os.getloadavg()[0], 2)}
-                )
-                print(f"round {r + 1}: {json.dumps(results[-1].summary())} rss {rss_after[-1]} MB {context[-1]}")
-            peak = server.status_mb("VmHWM")
-            # The issue's bar: no photo file in the upload folder 5 s after the last answer.
-            time.sleep(max(0.0, results[-1].last_answer_at + UPLOAD_CHECK_AFTER_S - time.monotonic()))
-            in_upload_folder = [q for q in server.temp_dir.rglob("*") if q.is_file()]
-        finally:
-            stopped = server.stop()
-            left = [q for q in server.temp_dir.rglob("*") if q.is_file() and q.stat().st_size]
-            log_text = server.log.read_text(errors="replace")
 
+@dataclass
+class Measured:
+    """What one run measured on the server."""
+
+    startup_s: float
+    rss_before: float
+    results: list[RoundResult]
+    rss_after: list[float]
+    context: list[dict]
+    peak: float
+    in_upload_folder: list[Path]
+    stopped: bool
+    left: list[Path]
+    log_text: str
+    sampler: RssSampler | None
+
+
+def measure(args: argparse.Namespace, work: Path) -> Measured:
+    """Start the app, warm it up, run the rounds (sampling RSS if asked), count files, stop it."""
+    photos = []
+    for k in range(args.photos):
+        path = work / f"photo{k}.jpg"
+        path.write_bytes(skin_photo(*args.photo_size, seed=k))
+        photos.append(path)
+    hostile = hostile_uploads(work) if args.hostile_every else []
+    t0 = time.perf_counter()
+    server = start_server(args.model, work)
+    startup_s = time.perf_counter() - t0
+    sampler = None
+    try:
+        warm = run_round(server.url, photos, clients=min(args.clients, 2), duration_s=2.0)
+        if warm.errors:
+            raise RuntimeError(f"warm-up failed: {warm.error_samples[:2]}")
+        rss_before = server.status_mb("VmRSS")
+        sampler = RssSampler(server, args.rss_every) if args.rss_every else None
+        results, rss_after, context = [], [], []
+        for r in range(args.rounds):
+            cpu0 = server.cpu_s()
+            results.append(run_round(server.url, photos, args.clients, args.duration, hostile, args.hostile_every))
+            rss_after.append(round(server.status_mb("VmRSS"), 1))
+            # Whether the server was busy or starved by other work on the machine, to read the latencies by.
+            context.append(
+                {"server_cpu_s": round(server.cpu_s() - cpu0, 1), "load_avg_1m": round(os.getloadavg()[0], 2)}
+            )
+            print(
+                f"round {r + 1}: {json.dumps(results[-1].summary())} rss {rss_after[-1]} MB {context[-1]}", flush=True
+            )
+        if sampler:
+            sampler.stop()
+        peak = server.status_mb("VmHWM")
+        # The issue's bar: no photo file in the upload folder 5 s after the last answer.
+        time.sleep(max(0.0, results[-1].last_answer_at + UPLOAD_CHECK_AFTER_S - time.monotonic()))
+        in_upload_folder = [q for q in server.temp_dir.rglob("*") if q.is_file()]
+    finally:
+        stopped = server.stop()
+        left = [q for q in server.temp_dir.rglob("*") if q.is_file() and q.stat().st_size]
+        log_text = server.log.read_text(errors="replace")
+    return Measured(
+        startup_s, rss_before, results, rss_after, context, peak, in_upload_folder, stopped, left, log_text, sampler
+    )
+
+
+def summarise(args: argparse.Namespace, argv: list[str], m: Measured) -> dict:
+    """The JSON written to ``--out``, with ``"pass"``."""
     # Over every request of every round (not an average of per-round percentiles).
     total = RoundResult(
-        requests=sum(r.requests for r in results),
-        errors=sum(r.errors for r in results),
-        latencies_ms=[x for r in results for x in r.latencies_ms],
-        error_samples=[x for r in results for x in r.error_samples],
-        wall_s=sum(r.wall_s for r in results),
+        requests=sum(r.requests for r in m.results),
+        errors=sum(r.errors for r in m.results),
+        refused_busy=sum(r.refused_busy for r in m.results),
+        hostile=sum(r.hostile for r in m.results),
+        latencies_ms=[x for r in m.results for x in r.latencies_ms],
+        error_samples=[x for r in m.results for x in r.error_samples],
+        wall_s=sum(r.wall_s for r in m.results),
     ).summary()
-    growth = round(rss_after[-1] - rss_after[0], 1)
+    growth = round(m.rss_after[-1] - m.rss_after[0], 1)
+    soak_growth = m.sampler.growth_after(args.warmup) if m.sampler else None
+    tracebacks, traceback_samples = tracebacks_in(m.log_text)
     out = {
+        "command": "python bench/load.py " + " ".join(argv),
         "settings": {
             "clients": args.clients,
             "duration_s_per_round": args.duration,
             "rounds": args.rounds,
             "photo_size": "x".join(map(str, args.photo_size)),
             "distinct_photos": args.photos,
+            "hostile_every": args.hostile_every,
             "endpoint": "/triage (gradio_client, loopback)",
             "app_concurrency_limit": limits.CONCURRENCY_LIMIT,
             "app_queue_max_size": limits.QUEUE_MAX_SIZE,
-            "model": str(args.model),
+            "model": os.path.relpath(args.model, REPO),
             "model_sha256_16": sha256_short(args.model),
             "max_growth_mb": args.max_growth_mb,
         },
@@ -336,28 +454,46 @@ def main(argv: list[str] | None = None) -> int:
             "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
             "python": platform.python_version(),
         },
-        "startup_s": round(startup_s, 1),
-        "requests": total["requests"],
-        "errors": total["errors"],
-        "p50_ms": total["p50_ms"],
-        "p95_ms": total["p95_ms"],
-        "max_ms": total["max_ms"],
+        "startup_s": round(m.startup_s, 1),
+    }
+    out |= {k: total[k] for k in ("requests", "errors", "refused_busy", "hostile", "p50_ms", "p95_ms", "max_ms")}
+    out |= {
         "throughput_rps": total["throughput_rps"],
-        "rounds": [r.summary() | c for r, c in zip(results, context, strict=True)],
-        "rss_mb": {"before": round(rss_before, 1), "after_each_round": rss_after, "peak": round(peak, 1)},
+        "error_samples": total["error_samples"],
+        "rounds": [r.summary() | c for r, c in zip(m.results, m.context, strict=True)],
+        "rss_mb": {"before": round(m.rss_before, 1), "after_each_round": m.rss_after, "peak": round(m.peak, 1)},
         "rss_growth_first_to_last_round_mb": growth,
-        "files_in_upload_folder_5s_after_last_answer": len(in_upload_folder),
-        "stopped_cleanly": stopped,
-        "files_left_in_gradio_temp_after_stop": len(left),
-        "tracebacks_in_server_log": log_text.count("Traceback"),
+        "files_in_upload_folder_5s_after_last_answer": len(m.in_upload_folder),
+        "stopped_cleanly": m.stopped,
+        "files_left_in_gradio_temp_after_stop": len(m.left),
+        "tracebacks_in_server_log": tracebacks,
+        "traceback_samples": traceback_samples,
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
-    ok = total["errors"] == 0 and growth <= args.max_growth_mb and not in_upload_folder
-    out["pass"] = ok
+    if m.sampler:
+        out["rss_samples_mb"] = [[t, mb] for t, mb in m.sampler.samples]
+        out["rss_growth_after_warmup_mb"] = soak_growth
+        out["warmup_s"] = args.warmup
+    out["pass"] = (
+        total["errors"] == 0
+        and tracebacks == 0
+        and (soak_growth < args.max_growth_mb if m.sampler else growth <= args.max_growth_mb)
+        and not m.in_upload_folder
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the app, load it, write the JSON; exit 1 on errors, a traceback, a file left or memory growth."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="triage-load-") as tmp:
+        measured = measure(args, Path(tmp))
+    out = summarise(args, argv, measured)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(out, indent=1))
-    return 0 if ok else 1
+    return 0 if out["pass"] else 1
 
 
 if __name__ == "__main__":

@@ -254,6 +254,18 @@ def start_app(model: Path, workdir: Path, attempts: int = 3) -> AppServer:
     raise RuntimeError(error)
 
 
+def start_app_with(model: Path, workdir: Path, sitecustomize: str) -> AppServer:
+    """:func:`start_app` with ``sitecustomize`` (Python source) run first in the server, e.g. to tighten a limit."""
+    site = workdir / "site"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "sitecustomize.py").write_text(sitecustomize, encoding="utf-8")
+    with pytest.MonkeyPatch.context() as env:
+        # Ahead of any path already set: sitecustomize runs before the script's folder joins sys.path, so what it
+        # imports comes from PYTHONPATH (this tree) or the installed package.
+        env.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+        return start_app(model, workdir)
+
+
 class PageCalls:
     """The calls the page makes: upload a file, then run an event through the queue (also the API-hidden tabs)."""
 

@@ -67,6 +67,7 @@ def test_setup_installs_once_quietly_and_again_when_pyproject_changes(tmp_path):
     shutil.copy2(REPO / "LICENSE", project / "LICENSE")
     (project / "probe.py").write_text("VALUE = 1\n")
     (project / "pyproject.toml").write_text(PYPROJECT.format(version="0.1"))
+    (project / "constraints.txt").write_text("# nothing to pin: the probe has no dependencies\n")
 
     first = _setup(project)
     assert first.returncode == 0, first.stderr[-3000:]

@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 # Real imports, not TYPE_CHECKING ones: Gradio resolves the handlers' type hints at run time to inject
 # gr.SelectData, and a hint it cannot resolve would silently drop the injection.
@@ -23,7 +24,7 @@ from PIL import Image
 from triage.app.content_loader import EMERGENCY_LINE, OUTCOME_PAGES, contraindications, page
 from triage.app.framed import area_box, data_uri, framed_thumbnail
 from triage.app.therapist_view import heatmap_html, probability_panel, summary_link_html
-from triage.app.upload_dir import take_upload, upload_path
+from triage.app.upload_dir import release_upload, take_upload, upload_path
 from triage.app.wording import (
     URGENCY_WORDS,
     headline,
@@ -303,6 +304,10 @@ class Handlers:
         """The photo's bytes, its file already deleted."""
         # Whatever happens next (a result, a refusal, a timeout), no copy of the photo stays on disk.
         return take_upload(payload, self.blocks.GRADIO_CACHE, self.blocks.upload_file_set)
+
+    def release(self, path: Path) -> None:
+        """Give back an upload no check will take (its request was refused): its file goes unless shared."""
+        release_upload(path, self.blocks.GRADIO_CACHE, self.blocks.upload_file_set)
 
     def check(self, slots: tuple) -> list[PhotoAnswer]:
         """Answer every photo given (``slots`` is photo, point, photo, point...); one bad photo spoils nothing."""

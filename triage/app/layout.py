@@ -12,6 +12,7 @@ from __future__ import annotations
 import gradio as gr
 
 from triage.app.about import about_markdown, therapist_limits_markdown
+from triage.app.busy import answer_busy_when_full
 from triage.app.content_loader import contraindications, learn_pages, page
 
 # The app's public names (tests and scripts import them from here); they live with the handlers.
@@ -30,6 +31,7 @@ from triage.app.handlers import (
     summary_html,
     summary_verdict,
 )
+from triage.app.upload_dir import use_upload_register
 from triage.app.wording import HEADLINES, NEXT_STEP, THERAPIST_NEXT_STEP
 from triage.core.red_flags import RED_FLAGS
 from triage.inference import limits
@@ -191,6 +193,8 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
     # Gradio's own cleanup is the backstop for a photo that is uploaded but never sent for checking.
     backstop = (limits.UPLOAD_SWEEP_EVERY_S, limits.UNCHECKED_UPLOAD_MAX_AGE_S)
     with gr.Blocks(title="Skin spot triage (educational)", analytics_enabled=False, delete_cache=backstop) as app:
+        # Counts the uploads of each photo, so that a check deletes a file no other request still needs.
+        use_upload_register(app)
         on = Handlers(triage, app)
         gr.Markdown(
             "# Skin spot triage\nAn educational second look before an extraction facial. **Not a medical opinion.**"
@@ -207,6 +211,7 @@ def build_app(triage: Triage, therapist_auth: tuple[str, str] | None = None) -> 
         api_endpoint(on)
     # The queue's bounds belong to the app, so every launcher gets them (serve.py sets the same values).
     app.queue(default_concurrency_limit=limits.CONCURRENCY_LIMIT, max_size=limits.QUEUE_MAX_SIZE)
+    answer_busy_when_full(app, on.release)  # over the queue's bound: a plain sentence, and no file left
     return app
 
 

@@ -13,7 +13,10 @@ upload size         Gradio refuses the upload (HTTP 413 / the client's "exceeds 
                     ``UploadError("too_large_bytes")``.
 pixels              ``UploadError("too_many_pixels")``: "This image is too large to open..."
 request timeout     ``UploadError("timeout")``: "Checking this photo took too long..."
-queue full          Gradio's own "queue is full" error; the request is not started.
+queue full          Refused at once (HTTP 503) with "The app is busy right now. Please try
+                    again in a minute." (``triage.app.busy``); the page shows Gradio's "This
+                    application is currently busy. Please try again.", ``gradio_client``
+                    raises ``QueueError``. The refused photo's file is deleted.
 ==================  =========================================================================
 """
 
@@ -45,10 +48,11 @@ CONCURRENCY_LIMIT = 2
 #: Worker threads that run checks under the timeout: the running checks plus as many abandoned ones.
 TIMEOUT_WORKERS = 2 * CONCURRENCY_LIMIT
 
-#: Requests that may wait in Gradio's queue; one more is refused at once with Gradio's "queue is full" error.
+#: Requests that may wait in Gradio's queue; one more is refused at once with a plain "busy" sentence.
 QUEUE_MAX_SIZE = 32
 
-#: A checked photo's file is deleted as soon as it is read (``triage.app.upload_dir.take_upload``). One that is
+#: A checked photo's file is deleted as soon as it is read (``triage.app.upload_dir.take_upload``; the same photo
+#: uploaded for several requests at once is one file, deleted once the last of them has read it). One that is
 #: uploaded but never sent for checking (the page closed first) is deleted by Gradio's cleanup, which runs
 #: every ``UPLOAD_SWEEP_EVERY_S`` seconds and removes uploads older than ``UNCHECKED_UPLOAD_MAX_AGE_S``: such a
 #: photo is gone within 6 minutes. A later "check" of it gets "please add the photo again".

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     pick = np.sort(np.random.default_rng(0).choice(len(test.rows), min(args.n, len(test.rows)), replace=False))
     squares = [np.asarray(cache[r]) for r in test.rows[pick]]
     model = load_dinov2()
-    result: dict = {"data_fingerprint": fp, "photos": len(pick), "command": "python bench/dinov2_precision.py"}
+    command = " ".join(["python bench/dinov2_precision.py", *(sys.argv[1:] if argv is None else argv)])
+    result: dict = {"data_fingerprint": fp, "photos": len(pick), "command": command}
     feats = {}
     for name, bf16 in (("fp32", False), ("bf16", True)):
         start = time.perf_counter()

@@ -197,6 +197,7 @@ def run_head(cfg: HeadConfig) -> Path:
         raise FileNotFoundError(f"{data_dir}: no finished photos/eval features: run python -m triage.training.features")
     x, train, weights = training_set(data_dir, splits, photo_views, crop_views, cfg.crop_share)
     names, groups = vocabulary(splits["train"].diagnosis, splits["train"].y, cfg.min_diagnosis_count)
+    names = [str(n) for n in names]  # plain strings: head.pt loads with torch.load(weights_only=True)
     y_diag = encode(train.diagnosis, train.y, names)
     photos = vectors(np.load(view_path(data_dir, "photos/eval"), mmap_mode="r"))
     head, fitting = fit_head(x, y_diag, weights, groups, (photos[splits["val"].rows], splits["val"].y), cfg)

@@ -112,11 +112,7 @@ def finished_views(data_dir: Path, kind: str) -> list[str]:
 
 
 def predict_outcome_logits(head: FeatureHead, x: np.ndarray) -> np.ndarray:
-    """Outcome logits (before temperature) of feature vectors ``x`` (:func:`vectors`)."""
-    return _predict(head, x)
-
-
-def _predict(head: FeatureHead, x: np.ndarray) -> np.ndarray:
+    """Outcome logits (before temperature) of feature vectors ``x`` (:func:`vectors`), in blocks of 4096 rows."""
     head.eval()
     with torch.no_grad():
         return torch.cat(
@@ -150,7 +146,7 @@ def fit_head(x: np.ndarray, y_diag: np.ndarray, weights: np.ndarray, groups: lis
             loss.backward()
             opt.step()
             sched.step()
-        scores = M.validation_scores(softmax(_predict(head, val[0])), val[1])
+        scores = M.validation_scores(softmax(predict_outcome_logits(head, val[0])), val[1])
         history.append({"epoch": epoch + 1, **{k: round(float(v), 4) for k, v in scores.items()}})
         key = M.selection_key(scores, "useful_at_95")
         if best is None or key > best[0]:
@@ -214,7 +210,7 @@ def run_head(cfg: HeadConfig) -> Path:
         source = crops if name.endswith("_crops") else photos
         complete = not name.endswith("_crops") or bool(np.isin(s.rows, ready).all())
         if name != "train" and source is not None and len(s.rows) and complete:
-            logits[name] = _predict(head, source[s.rows])
+            logits[name] = predict_outcome_logits(head, source[s.rows])
     temperature = fit_temperature(logits["val"], splits["val"].y)
     also = (
         {"closeup": (softmax(logits["val_crops"], temperature), splits["val_crops"].y)} if "val_crops" in logits else {}
